@@ -1,0 +1,34 @@
+"""Command line: ``python -m fastnn bench [options]`` and ``python -m fastnn warmup``."""
+
+import argparse
+import sys
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m fastnn {bench,warmup} [options]\n\n"
+              "  bench   side-by-side timing of every kernel on every available backend,\n"
+              "          NumPy and (when installed) PyTorch; 'bench --help' for options\n"
+              "  warmup  compile every JIT kernel now, so later calls pay no compilation")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "bench":
+        from fastnn.bench.cli import main as bench_main
+        return bench_main(rest)
+    if command == "warmup":
+        parser = argparse.ArgumentParser(prog="python -m fastnn warmup")
+        parser.add_argument("--backend", action="append",
+                            help="backend to compile (default: every available one)")
+        args = parser.parse_args(rest)
+        import fastnn
+        for name, seconds in fastnn.warmup(args.backend).items():
+            print(f"{name}: compiled in {seconds:.1f} s")
+        return 0
+    print(f"python -m fastnn: unknown command {command!r} (expected 'bench' or 'warmup')",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

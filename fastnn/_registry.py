@@ -1,0 +1,182 @@
+"""Which backend runs a kernel: the registry, the current choice, threads.
+
+A backend is a module implementing every kernel of ``fastnn.backends.KERNELS``
+(the contract is in ``fastnn/backends/__init__.py``).  The built-in ones are
+listed in ``BUILTIN``; an installed package adds one with no change here by
+declaring an entry point in the group ``fastnn.backends`` whose value is the
+module path.  A backend module is imported on first use, never at
+``import fastnn``; if its import fails, or it lacks a kernel, it is
+unavailable and the reason is kept to be shown.
+
+The choice of backend, most specific first: the ``backend=`` argument of a
+call; the innermost ``use_backend`` block (a ContextVar, so threads and async
+tasks each have their own); ``set_backend``; the ``FASTNN_BACKEND``
+environment variable; ``"auto"``.  ``"auto"`` picks, per kernel, the first
+available backend in ``FASTEST`` (ordered by the benchmark figures in the
+README).  An explicit choice of an unavailable backend is an error, never a
+silent fallback.
+"""
+
+import contextlib
+import contextvars
+import importlib
+import os
+
+from .backends import KERNELS
+
+BUILTIN = {
+    "numpy": "fastnn.backends.numpy",
+    "numba": "fastnn.backends.numba",
+    "c": "fastnn.backends.c",
+}
+ENTRY_POINT_GROUP = "fastnn.backends"
+
+# Per kernel, the backends "auto" tries in order.
+FASTEST = {kernel: ("numba", "c", "numpy") for kernel in KERNELS}
+
+_modules = {}       # name -> module path, filled on first use
+_loaded = {}        # name -> module, or the reason it is unavailable (str)
+_resolved = {}      # (name, kernel) -> function
+_default = None     # set_backend's choice; None: FASTNN_BACKEND or "auto"
+_override = contextvars.ContextVar("fastnn_backend", default=None)
+_num_threads = None
+
+
+def _known():
+    if not _modules:
+        found = dict(BUILTIN)
+        from importlib.metadata import entry_points
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            found.setdefault(point.name, point.value)
+        _modules.update(found)
+    return _modules
+
+
+def _check_name(name):
+    known = _known()
+    if name != "auto" and name not in known:
+        raise ValueError(f"backend: expected one of 'auto', "
+                         f"{', '.join(map(repr, known))}, got {name!r}")
+    return name
+
+
+def _load(name):
+    """The backend's module, or the reason (a string) it cannot be used."""
+    if name not in _loaded:
+        try:
+            module = importlib.import_module(_known()[name])
+        except Exception as exc:  # any failure to import makes it unavailable
+            _loaded[name] = f"{type(exc).__name__}: {exc}"
+        else:
+            missing = [k for k in KERNELS if not callable(getattr(module, k, None))]
+            if missing:
+                _loaded[name] = f"missing kernels: {', '.join(missing)}"
+            else:
+                _loaded[name] = module
+                if _num_threads is not None:
+                    _apply_threads(module, _num_threads)
+    return _loaded[name]
+
+
+def backends():
+    """``{name: "available" | "unavailable: <reason>"}`` for every known backend."""
+    status = {}
+    for name in _known():
+        loaded = _load(name)
+        status[name] = "available" if not isinstance(loaded, str) else f"unavailable: {loaded}"
+    return status
+
+
+def available(name):
+    return not isinstance(_load(name), str)
+
+
+def module(name):
+    """The module of an explicitly named backend; RuntimeError if unavailable."""
+    loaded = _load(_check_name(name))
+    if isinstance(loaded, str):
+        raise RuntimeError(f"backend {name!r} is unavailable: {loaded}")
+    return loaded
+
+
+def kernel(kernel_name, backend=None):
+    """The function that runs ``kernel_name`` for this call."""
+    name = backend or _override.get() or current_default()
+    function = _resolved.get((name, kernel_name))
+    if function is None:
+        function = _resolve(name, kernel_name)
+        _resolved[(name, kernel_name)] = function
+    return function
+
+
+def _resolve(name, kernel_name):
+    if name == "auto":
+        for candidate in FASTEST[kernel_name]:
+            if candidate in _known() and available(candidate):
+                return getattr(_load(candidate), kernel_name)
+        raise RuntimeError(f"no backend is available for {kernel_name}: {backends()}")
+    return getattr(module(name), kernel_name)
+
+
+def current_default():
+    if _default is not None:
+        return _default
+    name = os.environ.get("FASTNN_BACKEND", "auto") or "auto"
+    if name != "auto" and name not in _known():
+        raise ValueError(f"FASTNN_BACKEND: expected one of 'auto', "
+                         f"{', '.join(map(repr, _known()))}, got {name!r}")
+    return name
+
+
+def set_backend(name):
+    """Make ``name`` (or ``"auto"``) the process-wide default backend."""
+    global _default
+    _check_name(name)
+    if name != "auto":
+        module(name)
+    _default = name
+
+
+def get_backend():
+    """The backend name in force here: a ``use_backend`` block's, else the default."""
+    return _override.get() or current_default()
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run the block with ``name`` as the backend (per thread and async task)."""
+    _check_name(name)
+    if name != "auto":
+        module(name)
+    token = _override.set(name)
+    try:
+        yield name
+    finally:
+        _override.reset(token)
+
+
+def _apply_threads(backend_module, n):
+    setter = getattr(backend_module, "set_num_threads", None)
+    if setter is not None:
+        setter(n)
+
+
+def set_num_threads(n):
+    """Threads used by the threaded backends and by BLAS in the Linear kernels."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected a positive integer, got {n!r}")
+    if n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n}")
+    _num_threads = n
+    for loaded in _loaded.values():
+        if not isinstance(loaded, str):
+            _apply_threads(loaded, n)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(n, user_api="blas")
+
+
+def get_num_threads():
+    if _num_threads is not None:
+        return _num_threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

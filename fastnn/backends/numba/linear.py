@@ -1,0 +1,325 @@
+"""The Linear (fully connected) layer for the numba backend: BLAS products
+with fused Numba epilogues.
+
+Shapes: x is (N, K), weight is (M, K) (PyTorch's layout, one row per output
+feature), bias is (M,) or None, y is (N, M).
+
+Forward:   y = relu(x @ weight.T + bias)    (relu only with activation="relu")
+Saved:     nothing beyond the inputs and, for ReLU, the output y (its sign is
+           the mask: x @ weight.T + bias > 0 exactly where y > 0).
+Backward:  dz = dy where y > 0 else 0 (ReLU), dz = dy otherwise;
+           dx = dz @ weight, dweight = dz.T @ x, dbias = sum over rows of dz.
+
+How the work is split:
+- The matrix products go to NumPy's ``matmul``, i.e. the BLAS NumPy ships.
+  Numba's own ``np.dot`` would need SciPy's BLAS bindings (SciPy is not a
+  dependency of fastnn) and, where SciPy is installed, loads SciPy's separate
+  OpenBLAS with a second thread pool; measured 1.6-2x slower at
+  (256, 1024 -> 1024) next to NumPy's matmul in one process.
+- Forward epilogue: bias and ReLU in one in-place pass over the fresh GEMM
+  output, right after the product, while it is still in cache.
+- Backward prologue: one pass over dy (and y for ReLU) writes the masked dz
+  (only with ReLU) and the bias gradient at once, before the two products.
+  With neither ReLU nor bias there is no pass at all.
+- Tiny layers (at most ``SMALL_LAYER_MAX_MACS`` multiply-adds) skip BLAS:
+  one Numba call computes the whole layer, because the BLAS call and the
+  extra Python steps around it cost more than the arithmetic (about 1.5 us
+  for an 8x16->16 product).
+
+Variants: every pass has a serial and a ``prange`` build of one source
+(``prange`` is a plain ``range`` in a serial build); the parallel build is
+used only above ``_jit.PARALLEL_MIN_ELEMENTS`` elements, where it pays for
+waking the threads.  The bias gradient is reduced over fixed tiles of
+``_DBIAS_ROWS`` x ``_DBIAS_COLUMNS`` into float64 partial rows that are
+combined in row-block order, so it is bitwise identical for any thread count
+and both builds (float32 is accumulated in float64).
+
+Test: the conformance suite (tests/) compares this backend with the NumPy
+reference.  Bench: ``python -m fastnn bench --kernels linear`` or the linear
+group of benches/.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, use_parallel
+
+# At or below this many multiply-adds (N * M * K) a single serial Numba
+# kernel runs the whole layer; measured crossover with the BLAS path on the
+# project machine (float32 and float64) lies between 2**15 and 2**16.
+SMALL_LAYER_MAX_MACS = 1 << 15
+
+# Width of a forward-epilogue tile: one row segment, small enough that a
+# row of a wide layer still splits among the threads.
+_EPILOGUE_COLUMNS = 2048
+
+# Bias-gradient tiles: _DBIAS_ROWS rows of dy summed into one float64 partial
+# row segment of _DBIAS_COLUMNS entries (4 KiB, stays in L1).  Fixed sizes,
+# independent of the thread count: the summation order never changes.
+_DBIAS_ROWS = 256
+_DBIAS_COLUMNS = 512
+
+
+# ---------------------------------------------------------------- forward
+
+
+def _bias_relu_inplace(y, bias, relu):
+    """y[n, m] = relu(y[n, m] + bias[m]) (relu only when ``relu``), in place.
+
+    y is C-contiguous; work is split in row-segment tiles so that a few wide
+    rows still feed every thread.
+    """
+    n_rows, n_cols = y.shape
+    tiles_per_row = (n_cols + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS
+    for tile in prange(n_rows * tiles_per_row):
+        row = y[tile // tiles_per_row]
+        start = (tile % tiles_per_row) * _EPILOGUE_COLUMNS
+        stop = min(start + _EPILOGUE_COLUMNS, n_cols)
+        if relu:
+            for m in range(start, stop):
+                value = row[m] + bias[m]
+                # "value < 0" keeps NaN as NaN, as np.maximum and torch.relu do.
+                row[m] = 0 if value < 0 else value
+        else:
+            for m in range(start, stop):
+                row[m] += bias[m]
+
+
+def _relu_inplace(y):
+    """y = relu(y), in place; y is C-contiguous, walked flat."""
+    flat = y.reshape(-1)
+    n_values = flat.size
+    n_tiles = (n_values + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS
+    for tile in prange(n_tiles):
+        start = tile * _EPILOGUE_COLUMNS
+        stop = min(start + _EPILOGUE_COLUMNS, n_values)
+        for index in range(start, stop):
+            if flat[index] < 0:
+                flat[index] = 0
+
+
+_bias_relu_inplace_serial = jit()(_bias_relu_inplace)
+_bias_relu_inplace_parallel = jit(parallel=True)(_bias_relu_inplace)
+_relu_inplace_serial = jit()(_relu_inplace)
+_relu_inplace_parallel = jit(parallel=True)(_relu_inplace)
+
+
+@jit()
+def _small_linear_forward(x, weight, bias, relu):
+    """The whole forward for tiny layers: y = relu(x @ weight.T + bias).
+
+    x (N, K), weight (M, K), bias (M,) or None, all C-contiguous.  weight is
+    first transposed into a (K, M) scratch so that the inner loop runs along
+    contiguous output columns and vectorizes without reassociating sums.
+    """
+    n_rows, n_in = x.shape
+    n_out = weight.shape[0]
+    weight_t = np.empty((n_in, n_out), dtype=weight.dtype)
+    for m in range(n_out):
+        for k in range(n_in):
+            weight_t[k, m] = weight[m, k]
+    y = np.zeros((n_rows, n_out), dtype=x.dtype)
+    for n in range(n_rows):
+        y_row = y[n]
+        for k in range(n_in):
+            x_nk = x[n, k]
+            w_row = weight_t[k]
+            for m in range(n_out):
+                y_row[m] += x_nk * w_row[m]
+        if bias is not None:
+            for m in range(n_out):
+                y_row[m] += bias[m]
+        if relu:
+            for m in range(n_out):
+                if y_row[m] < 0:
+                    y_row[m] = 0
+    return y
+
+
+def _blas_operand(a):
+    """``a`` itself when BLAS can read it in place, else a C-contiguous copy.
+
+    BLAS reads a matrix whose elements are contiguous along one axis and
+    evenly spaced (at least one row or column apart) along the other.
+    NumPy's matmul would otherwise fall back to its slow non-BLAS loop.
+    """
+    item = a.itemsize
+    rows, cols = a.shape
+    row_step, col_step = a.strides
+    if col_step == item and row_step % item == 0 and row_step >= cols * item:
+        return a
+    if row_step == item and col_step % item == 0 and col_step >= rows * item:
+        return a
+    return np.ascontiguousarray(a)
+
+
+def linear_forward(x, weight, bias, activation):
+    relu = activation == "relu"
+    n_rows, n_in = x.shape
+    n_out = weight.shape[0]
+    if n_rows * n_out * n_in <= SMALL_LAYER_MAX_MACS:
+        if bias is not None:
+            bias = np.ascontiguousarray(bias)
+        return _small_linear_forward(np.ascontiguousarray(x),
+                                     np.ascontiguousarray(weight), bias, relu)
+    y = np.matmul(_blas_operand(x), _blas_operand(weight).T)
+    parallel = use_parallel(y.size)
+    if bias is not None:
+        epilogue = _bias_relu_inplace_parallel if parallel else _bias_relu_inplace_serial
+        epilogue(y, np.ascontiguousarray(bias), relu)
+    elif relu:
+        (_relu_inplace_parallel if parallel else _relu_inplace_serial)(y)
+    return y
+
+
+# --------------------------------------------------------------- backward
+
+
+@jit()
+def _sum_partials(partials, dbias):
+    """dbias[m] = sum of partials[b, m] over row blocks b, in block order.
+
+    Summed in float64 (the partials' type) and rounded once on the store.
+    """
+    n_blocks, n_cols = partials.shape
+    total = partials[0].copy()
+    for block in range(1, n_blocks):
+        block_sums = partials[block]
+        for m in range(n_cols):
+            total[m] += block_sums[m]
+    for m in range(n_cols):
+        dbias[m] = total[m]
+
+
+def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
+    """dz = dy where y > 0 else 0, and (if has_bias) dbias = column sums of dz.
+
+    dy, y and dz are C-contiguous (N, M).  Each tile of _DBIAS_ROWS rows by
+    _DBIAS_COLUMNS columns sums into its own float64 partial row segment;
+    the partial rows are then added in block order.
+    """
+    n_rows, n_cols = dy.shape
+    row_blocks = max((n_rows + _DBIAS_ROWS - 1) // _DBIAS_ROWS, 1)
+    col_blocks = (n_cols + _DBIAS_COLUMNS - 1) // _DBIAS_COLUMNS
+    partials = np.zeros((row_blocks if has_bias else 0, n_cols), dtype=np.float64)
+    for tile in prange(row_blocks * col_blocks):
+        block = tile // col_blocks
+        col_start = (tile % col_blocks) * _DBIAS_COLUMNS
+        col_stop = min(col_start + _DBIAS_COLUMNS, n_cols)
+        row_stop = min((block + 1) * _DBIAS_ROWS, n_rows)
+        for n in range(block * _DBIAS_ROWS, row_stop):
+            dy_row = dy[n]
+            y_row = y[n]
+            dz_row = dz[n]
+            if has_bias:
+                block_sums = partials[block]
+                for m in range(col_start, col_stop):
+                    grad = dy_row[m] if y_row[m] > 0 else 0
+                    dz_row[m] = grad
+                    block_sums[m] += grad
+            else:
+                for m in range(col_start, col_stop):
+                    dz_row[m] = dy_row[m] if y_row[m] > 0 else 0
+    if has_bias:
+        _sum_partials(partials, dbias)
+
+
+def _column_sums(dy, dbias):
+    """dbias = column sums of dy (N, M, C-contiguous), tiled as above."""
+    n_rows, n_cols = dy.shape
+    row_blocks = max((n_rows + _DBIAS_ROWS - 1) // _DBIAS_ROWS, 1)
+    col_blocks = (n_cols + _DBIAS_COLUMNS - 1) // _DBIAS_COLUMNS
+    partials = np.zeros((row_blocks, n_cols), dtype=np.float64)
+    for tile in prange(row_blocks * col_blocks):
+        block = tile // col_blocks
+        col_start = (tile % col_blocks) * _DBIAS_COLUMNS
+        col_stop = min(col_start + _DBIAS_COLUMNS, n_cols)
+        row_stop = min((block + 1) * _DBIAS_ROWS, n_rows)
+        block_sums = partials[block]
+        for n in range(block * _DBIAS_ROWS, row_stop):
+            dy_row = dy[n]
+            for m in range(col_start, col_stop):
+                block_sums[m] += dy_row[m]
+    _sum_partials(partials, dbias)
+
+
+_relu_mask_and_dbias_serial = jit()(_relu_mask_and_dbias)
+_relu_mask_and_dbias_parallel = jit(parallel=True)(_relu_mask_and_dbias)
+_column_sums_serial = jit()(_column_sums)
+_column_sums_parallel = jit(parallel=True)(_column_sums)
+
+
+@jit()
+def _small_linear_backward(dy, x, weight, y, relu, has_bias, need_dx):
+    """The whole backward for tiny layers; all arrays C-contiguous.
+
+    Returns (dx, dweight, dbias); dx is (0, K) when not need_dx and dbias
+    is (0,) when not has_bias.  y is only read with relu.  Loops are ordered
+    so that the innermost one runs along contiguous rows of K values.
+    """
+    n_rows, n_out = dy.shape
+    n_in = x.shape[1]
+    if relu:
+        dz = np.empty_like(dy)
+        for n in range(n_rows):
+            for m in range(n_out):
+                dz[n, m] = dy[n, m] if y[n, m] > 0 else 0
+    else:
+        dz = dy
+    dbias = np.empty(n_out if has_bias else 0, dtype=dy.dtype)
+    if has_bias:
+        # Rows in order into float64, as the tiled pass does for one block.
+        total = np.zeros(n_out, dtype=np.float64)
+        for n in range(n_rows):
+            for m in range(n_out):
+                total[m] += dz[n, m]
+        for m in range(n_out):
+            dbias[m] = total[m]
+    dweight = np.zeros((n_out, n_in), dtype=dy.dtype)
+    for n in range(n_rows):
+        x_row = x[n]
+        for m in range(n_out):
+            grad = dz[n, m]
+            dweight_row = dweight[m]
+            for k in range(n_in):
+                dweight_row[k] += grad * x_row[k]
+    dx = np.zeros((n_rows if need_dx else 0, n_in), dtype=dy.dtype)
+    if need_dx:
+        for n in range(n_rows):
+            dx_row = dx[n]
+            for m in range(n_out):
+                grad = dz[n, m]
+                weight_row = weight[m]
+                for k in range(n_in):
+                    dx_row[k] += grad * weight_row[k]
+    return dx, dweight, dbias
+
+
+def linear_backward(dy, x, weight, y, activation, has_bias, need_dx):
+    relu = activation == "relu"
+    n_rows, n_out = dy.shape
+    n_in = x.shape[1]
+    # The Numba passes below read dy and y row by row.
+    dy = np.ascontiguousarray(dy)
+    if relu:
+        y = np.ascontiguousarray(y)
+    if n_rows * n_out * n_in <= SMALL_LAYER_MAX_MACS:
+        dx, dweight, dbias = _small_linear_backward(
+            dy, np.ascontiguousarray(x), np.ascontiguousarray(weight),
+            y if relu else dy, relu, has_bias, need_dx)
+        return (dx if need_dx else None), dweight, (dbias if has_bias else None)
+
+    parallel = use_parallel(dy.size)
+    dbias = np.empty(n_out if has_bias else 0, dtype=dy.dtype)
+    if relu:
+        dz = np.empty_like(dy)
+        prologue = _relu_mask_and_dbias_parallel if parallel else _relu_mask_and_dbias_serial
+        prologue(dy, y, dz, dbias, has_bias)
+    else:
+        dz = dy
+        if has_bias:
+            (_column_sums_parallel if parallel else _column_sums_serial)(dy, dbias)
+    x = _blas_operand(x)
+    dweight = np.matmul(dz.T, x)
+    dx = np.matmul(dz, _blas_operand(weight)) if need_dx else None
+    return dx, dweight, (dbias if has_bias else None)

@@ -37,7 +37,7 @@ FASTEST = {kernel: ("numba", "c", "numpy") for kernel in KERNELS}
 _modules = {}       # name -> module path, filled on first use
 _loaded = {}        # name -> module, or the reason it is unavailable (str)
 _resolved = {}      # (name, kernel) -> function
-_default = None     # set_backend's choice; None: FASTNN_BACKEND or "auto"
+_default = None     # set_backend's choice, or FASTNN_BACKEND once read
 _override = contextvars.ContextVar("fastnn_backend", default=None)
 _num_threads = None
 
@@ -119,13 +119,15 @@ def _resolve(name, kernel_name):
 
 
 def current_default():
-    if _default is not None:
-        return _default
-    name = os.environ.get("FASTNN_BACKEND", "auto") or "auto"
-    if name != "auto" and name not in _known():
-        raise ValueError(f"FASTNN_BACKEND: expected one of 'auto', "
-                         f"{', '.join(map(repr, _known()))}, got {name!r}")
-    return name
+    """set_backend's choice, else FASTNN_BACKEND (read once), else "auto"."""
+    global _default
+    if _default is None:
+        name = os.environ.get("FASTNN_BACKEND", "auto") or "auto"
+        if name != "auto" and name not in _known():
+            raise ValueError(f"FASTNN_BACKEND: expected one of 'auto', "
+                             f"{', '.join(map(repr, _known()))}, got {name!r}")
+        _default = name
+    return _default
 
 
 def set_backend(name):

@@ -87,9 +87,10 @@ def flag(name, value):
 
 def real(name, value, low=None, high=None):
     """A real number, optionally within [low, high]; returned as a Python float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {value!r}")
-    value = float(value)
+    if type(value) is not float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name}: expected a real number, got {value!r}")
+        value = float(value)
     too_low = low is not None and not value >= low
     too_high = high is not None and not value <= high
     if too_low or too_high or value != value:
@@ -131,11 +132,13 @@ def class_target(target, logits, ignore_index):
     if kind in "iu" and array.ndim == 1:
         check_shape("target", array, (N,))
         index = array.astype(np.int64, copy=False)
-        low, high = index.min(), index.max()
-        if (low < 0 or high >= C) and not _only_ignored_outside(index, C, ignore_index):
-            bad = index[((index < 0) | (index >= C)) & (index != ignore_index)][0]
-            raise ValueError(f"target: expected class indices in [0, {C}) or "
-                             f"ignore_index={ignore_index}, got {bad}")
+        # Seen as unsigned, negative labels are huge: one max checks both ends.
+        if index.view(np.uint64).max() >= C:
+            outside = (index < 0) | (index >= C)
+            bad = index[outside & (index != ignore_index)]
+            if bad.size:
+                raise ValueError(f"target: expected class indices in [0, {C}) or "
+                                 f"ignore_index={ignore_index}, got {bad[0]}")
         return index
     if kind == "f" and array.ndim == 2:
         float_array("target", array, logits.dtype)
@@ -144,8 +147,3 @@ def class_target(target, logits, ignore_index):
     raise TypeError(f"target: expected integer class indices of shape ({N},) or "
                     f"{logits.dtype} probabilities of shape ({N}, {C}), got "
                     f"{array.dtype} array of shape {array.shape}")
-
-
-def _only_ignored_outside(index, C, ignore_index):
-    outside = (index < 0) | (index >= C)
-    return bool(np.all(index[outside] == ignore_index))

@@ -69,12 +69,14 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var,
         var = running_var.astype(acc)
     invstd = 1.0 / np.sqrt(var + eps)
 
-    # y = x * scale + shift, with weight, bias, mean and invstd folded into
-    # one scale and one shift per channel.
+    # Normalize in the accumulation type: for float32 data with a large mean,
+    # x - mean with the mean rounded to float32 would be off by up to half an
+    # ulp of the mean, a visible fraction of a small spread.
     scale = invstd if weight is None else weight * invstd
-    shift = -mean * scale if bias is None else bias - mean * scale
-    y = x3 * _per_channel(scale.astype(x.dtype)) + _per_channel(shift.astype(x.dtype))
-    return (y.reshape(x.shape),
+    y = (x3 - _per_channel(mean)) * _per_channel(scale)
+    if bias is not None:
+        y += _per_channel(bias)
+    return (y.astype(x.dtype, copy=False).reshape(x.shape),
             mean.astype(x.dtype), invstd.astype(x.dtype))
 
 

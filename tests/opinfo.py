@@ -1,0 +1,561 @@
+"""One entry per public function: what the generic tests in ``test_ops.py`` need.
+
+Modelled on PyTorch's OpInfo: an entry names the function, builds its sample
+inputs for a dtype (deterministic: a fixed seed per entry), calls the float64
+oracle, says which arguments the call may change in place, and lists bad
+inputs with the error and the argument name the message must begin with.
+Adding a public function to fastnn is adding an entry here.
+
+Sizes: every entry has small odd shapes (vector-loop remainders) and one case
+marked ``large`` above 2**15 elements, the size from which the numba backend
+switches to its parallel kernels (``PARALLEL_MIN_ELEMENTS``).
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+import fastnn
+
+from . import oracle
+
+
+@dataclass
+class Sample:
+    desc: str
+    kwargs: dict
+    large: bool = False
+
+
+@dataclass
+class ErrorCase:
+    desc: str
+    kwargs: dict
+    error: type
+    arguments: tuple      # names the message may begin with (usually one)
+
+    @property
+    def match(self):
+        return r"^(" + "|".join(self.arguments) + r")\b"
+
+
+@dataclass
+class OpInfo:
+    name: str
+    make_samples: Callable          # dtype -> [Sample]
+    make_errors: Callable           # () -> [ErrorCase]
+    mutable: Callable = field(default=lambda kwargs: ())   # kwargs -> names changed in place
+    # float64 kwargs -> the size of the terms each output sums (None: max |output|);
+    # where terms cancel, rounding errors are relative to them, not to the result.
+    term_scales: Callable = field(default=lambda kwargs: None)
+
+    @property
+    def function(self):
+        return getattr(fastnn, self.name)
+
+    @property
+    def reference(self):
+        return getattr(oracle, self.name)
+
+    def samples(self, dtype):
+        return self.make_samples(np.dtype(dtype))
+
+    def scales(self, kwargs):
+        from .support import float64_kwargs
+        return self.term_scales(float64_kwargs(kwargs))
+
+    def call_reference(self, kwargs):
+        """The oracle on float64 copies; returns (result, the copies it was given)."""
+        from .support import float64_kwargs
+        ref_kwargs = float64_kwargs(kwargs)
+        ref_kwargs.pop("out", None)
+        return self.reference(**ref_kwargs), ref_kwargs
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+class _Maker:
+    """Random arrays of one dtype from one seeded generator."""
+
+    def __init__(self, dtype, seed):
+        self.dtype, self.rng = dtype, _rng(seed)
+
+    def normal(self, *shape, scale=1.0):
+        return (scale * self.rng.standard_normal(shape)).astype(self.dtype)
+
+    def uniform(self, low, high, *shape):
+        return self.rng.uniform(low, high, shape).astype(self.dtype)
+
+    def labels(self, n, c):
+        return self.rng.integers(0, c, n).astype(np.int64)
+
+    def probabilities(self, n, c):
+        return self.rng.dirichlet(np.ones(c), n).astype(self.dtype)
+
+
+def _bad(base, desc, error, arguments, **changes):
+    kwargs = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in base.items()}
+    kwargs.update(changes)
+    if isinstance(arguments, str):
+        arguments = (arguments,)
+    return ErrorCase(desc, kwargs, error, arguments)
+
+
+# ---------------------------------------------------------------- batch norm
+
+def _bn_x(m, shape):
+    """Channels with their own offset and spread, as real activations have."""
+    c = shape[1]
+    channel = (1, c) + (1,) * (len(shape) - 2)
+    offset = m.rng.uniform(-3, 3, c).reshape(channel)
+    spread = m.rng.uniform(0.5, 3, c).reshape(channel)
+    return (offset + spread * m.rng.standard_normal(shape)).astype(m.dtype)
+
+
+def batchnorm_forward_samples(dtype):
+    m = _Maker(dtype, 101)
+    samples = []
+
+    def add(desc, shape, affine=True, running=True, large=False, **options):
+        c = shape[1]
+        kwargs = dict(x=_bn_x(m, shape))
+        if affine:
+            kwargs.update(weight=m.normal(c), bias=m.normal(c))
+        if running:
+            kwargs.update(running_mean=m.normal(c), running_var=m.uniform(0.5, 2, c))
+        kwargs.update(options)
+        samples.append(Sample(desc, kwargs, large))
+
+    add("NC", (16, 5))
+    add("NC-no-affine-no-running", (16, 5), affine=False, running=False)
+    add("NC-affine-no-running", (6, 7), running=False)
+    add("NCHW", (4, 3, 5, 6), momentum=0.3, eps=1e-3)
+    add("NCL", (3, 4, 7))
+    add("NCDHW", (2, 3, 2, 2, 3))
+    add("NCHW-two-values-per-channel", (2, 3, 1, 1))
+    add("NC-one-channel", (9, 1))
+    add("NC-momentum-0", (8, 4), momentum=0.0)
+    add("NC-momentum-1", (8, 4), momentum=1.0)
+    add("NC-eps-0", (8, 4), eps=0.0)
+    add("NC-wide", (24, 301))
+    add("eval-NC", (16, 5), training=False)
+    add("eval-NCHW-no-affine", (4, 3, 5, 6), affine=False, training=False)
+    add("eval-NCL", (3, 4, 7), training=False, eps=0.1)
+    add("large-NC", (256, 160), large=True)
+    add("large-NCHW", (8, 16, 18, 18), large=True)
+    add("large-eval-NCHW", (8, 16, 18, 18), training=False, large=True)
+    return samples
+
+
+def batchnorm_forward_errors():
+    m = _Maker(np.dtype(np.float32), 102)
+    base = dict(x=m.normal(6, 3), weight=m.normal(3), bias=m.normal(3),
+                running_mean=m.normal(3), running_var=m.uniform(0.5, 2, 3))
+    f32 = np.float32
+    return [
+        _bad(base, "x-1d", ValueError, "x", x=m.normal(6)),
+        _bad(base, "x-0d", ValueError, "x", x=np.array(1.0, f32)),
+        _bad(base, "x-int", TypeError, "x", x=np.ones((6, 3), np.int64)),
+        _bad(base, "x-bool", TypeError, "x", x=np.ones((6, 3), bool)),
+        _bad(base, "x-complex", TypeError, "x", x=np.ones((6, 3), np.complex64)),
+        _bad(base, "weight-length", ValueError, "weight", weight=m.normal(4)),
+        _bad(base, "weight-2d", ValueError, "weight", weight=m.normal(3, 1)),
+        _bad(base, "bias-length", ValueError, "bias", bias=m.normal(2)),
+        _bad(base, "weight-float64", TypeError, "weight", weight=np.ones(3)),
+        _bad(base, "bias-int", TypeError, "bias", bias=np.ones(3, np.int32)),
+        _bad(base, "running_mean-length", ValueError, "running_mean", running_mean=m.normal(4)),
+        _bad(base, "running_var-float64", TypeError, "running_var", running_var=np.ones(3)),
+        _bad(base, "running_var-int", TypeError, "running_var", running_var=np.ones(3, np.int64)),
+        _bad(base, "eps-negative", ValueError, "eps", eps=-1e-5),
+        _bad(base, "momentum-negative", ValueError, "momentum", momentum=-0.1),
+        _bad(base, "momentum-above-1", ValueError, "momentum", momentum=1.5),
+        _bad(base, "eval-without-running-stats", ValueError, ("running_mean", "running_var"),
+             training=False, running_mean=None, running_var=None),
+        _bad(base, "eval-without-running_var", ValueError, "running_var",
+             training=False, running_var=None),
+        _bad(base, "training-one-value-per-channel-NC", ValueError, "x", x=m.normal(1, 3)),
+        _bad(base, "training-one-value-per-channel-NCHW", ValueError, "x", x=m.normal(1, 3, 1, 1)),
+    ]
+
+
+def _bn_running_stats(kwargs):
+    return ("running_mean", "running_var") if kwargs.get("training", True) else ()
+
+
+def batchnorm_backward_samples(dtype):
+    m = _Maker(dtype, 201)
+    samples = []
+
+    def add(desc, shape, affine=True, training=True, eps=1e-5, large=False):
+        c = shape[1]
+        x = _bn_x(m, shape)
+        weight = m.normal(c) if affine else None
+        if training:
+            _, mean, invstd = oracle.batchnorm_forward(x, eps=eps)
+        else:
+            mean = m.normal(c).astype(np.float64)
+            invstd = 1.0 / np.sqrt(m.uniform(0.5, 2, c).astype(np.float64) + eps)
+        kwargs = dict(dy=m.normal(*shape), x=x, weight=weight, mean=mean.astype(dtype),
+                      invstd=invstd.astype(dtype), training=training)
+        samples.append(Sample(desc, kwargs, large))
+
+    add("NC", (16, 5))
+    add("NC-no-affine", (16, 5), affine=False)
+    add("NCHW", (4, 3, 5, 6))
+    add("NCL", (3, 4, 7))
+    add("NCDHW", (2, 3, 2, 2, 3))
+    add("NCHW-two-values-per-channel", (2, 3, 1, 1))
+    add("NC-wide", (24, 301))
+    add("eval-NC", (16, 5), training=False)
+    add("eval-NCHW-no-affine", (4, 3, 5, 6), affine=False, training=False)
+    add("large-NC", (256, 160), large=True)
+    add("large-NCHW", (8, 16, 18, 18), large=True)
+    add("large-eval-NCHW", (8, 16, 18, 18), training=False, large=True)
+    return samples
+
+
+def batchnorm_backward_errors():
+    m = _Maker(np.dtype(np.float32), 202)
+    base = dict(dy=m.normal(6, 3), x=m.normal(6, 3), weight=m.normal(3),
+                mean=m.normal(3), invstd=m.uniform(0.5, 2, 3))
+    return [
+        _bad(base, "dy-channels", ValueError, ("dy", "x"), dy=m.normal(6, 4)),
+        _bad(base, "dy-batch", ValueError, ("dy", "x"), dy=m.normal(5, 3)),
+        _bad(base, "dy-x-1d", ValueError, ("dy", "x"), dy=m.normal(6), x=m.normal(6)),
+        _bad(base, "mean-length", ValueError, "mean", mean=m.normal(4)),
+        _bad(base, "invstd-length", ValueError, "invstd", invstd=m.uniform(0.5, 2, 2)),
+        _bad(base, "invstd-2d", ValueError, "invstd", invstd=m.uniform(0.5, 2, 3, 1)),
+        _bad(base, "weight-length", ValueError, "weight", weight=m.normal(4)),
+        _bad(base, "dy-int", TypeError, "dy", dy=np.ones((6, 3), np.int64)),
+        _bad(base, "x-complex", TypeError, "x", x=np.ones((6, 3), np.complex128)),
+        _bad(base, "mean-float64", TypeError, "mean", mean=np.zeros(3)),
+        _bad(base, "invstd-int", TypeError, "invstd", invstd=np.ones(3, np.int64)),
+        _bad(base, "weight-float64", TypeError, "weight", weight=np.ones(3)),
+    ]
+
+
+def batchnorm_backward_scales(kw):
+    """dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) cancels to ~0 when a
+    channel has few values (two values: exactly); dweight and dbias are sums of
+    terms of either sign.  Each is judged against the size of its terms."""
+    x, dy = kw["x"], kw["dy"]
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    xhat = (x - kw["mean"].reshape(shape)) * kw["invstd"].reshape(shape)
+    g = dy if kw["weight"] is None else dy * kw["weight"].reshape(shape)
+    dx_terms = np.abs(g).max() * kw["invstd"].max() * (1 + np.abs(xhat).max() ** 2)
+    if kw["weight"] is None:
+        return (dx_terms, None, None)
+    return (dx_terms, np.abs(dy * xhat).sum(axis=axes).max(), np.abs(dy).sum(axis=axes).max())
+
+
+# ------------------------------------------------------------------- softmax
+
+def softmax_samples(dtype):
+    m = _Maker(dtype, 301)
+    return [
+        Sample("2d-last", dict(x=m.normal(8, 10, scale=3))),
+        Sample("2d-axis-1", dict(x=m.normal(8, 10, scale=3), axis=1)),
+        Sample("2d-axis-0", dict(x=m.normal(8, 10, scale=3), axis=0)),
+        Sample("3d-axis-1", dict(x=m.normal(3, 4, 5, scale=3), axis=1)),
+        Sample("3d-last", dict(x=m.normal(3, 4, 5, scale=3), axis=-1)),
+        Sample("3d-axis-0", dict(x=m.normal(3, 4, 5, scale=3), axis=0)),
+        Sample("3d-axis--2", dict(x=m.normal(3, 4, 5, scale=3), axis=-2)),
+        Sample("1d", dict(x=m.normal(7, scale=3), axis=0)),
+        Sample("one-class", dict(x=m.normal(4, 1))),
+        Sample("wide", dict(x=m.normal(4, 1000, scale=5))),
+        Sample("large", dict(x=m.normal(64, 600, scale=5)), large=True),
+        Sample("large-axis-0", dict(x=m.normal(600, 64, scale=5), axis=0), large=True),
+    ]
+
+
+def softmax_errors():
+    m = _Maker(np.dtype(np.float32), 302)
+    base = dict(x=m.normal(4, 5))
+    return [
+        _bad(base, "axis-2", ValueError, "axis", axis=2),
+        _bad(base, "axis--3", ValueError, "axis", axis=-3),
+        _bad(base, "x-int", TypeError, "x", x=np.ones((4, 5), np.int32)),
+        _bad(base, "x-bool", TypeError, "x", x=np.ones((4, 5), bool)),
+        _bad(base, "x-complex", TypeError, "x", x=np.ones((4, 5), np.complex64)),
+    ]
+
+
+# ------------------------------------------------------------ cross-entropy
+
+def _ce_cases(dtype):
+    """(desc, logits, target, options, large) shared by the three CE functions."""
+    m = _Maker(dtype, 401)
+    cases = []
+
+    def add(desc, n, c, target="labels", large=False, ignored=0, ignore_index=None,
+            weight=False, **options):
+        logits = m.normal(n, c, scale=3)
+        if target == "labels":
+            tgt = m.labels(n, c)
+            if ignored:
+                tgt[m.rng.choice(n, ignored, replace=False)] = (
+                    -100 if ignore_index is None else ignore_index)
+        elif target == "int32":
+            tgt = m.labels(n, c).astype(np.int32)
+        elif target == "onehot":
+            tgt = np.eye(c, dtype=dtype)[m.labels(n, c)]
+        else:
+            tgt = m.probabilities(n, c)
+        if ignore_index is not None:
+            options["ignore_index"] = ignore_index
+        if weight:
+            options["weight"] = m.uniform(0.2, 2, c)
+        cases.append((desc, logits, tgt, options, large))
+
+    add("labels-mean", 16, 7)
+    add("labels-sum", 16, 7, reduction="sum")
+    add("labels-none", 16, 7, reduction="none")
+    add("weight-mean", 16, 7, weight=True)
+    add("weight-sum", 16, 7, weight=True, reduction="sum")
+    add("ignored-mean", 16, 7, ignored=4)
+    add("weight-ignored-mean", 16, 7, weight=True, ignored=4)
+    add("ignore-valid-class-none", 16, 7, ignored=5, ignore_index=2, reduction="none")
+    add("ignore-minus-1-weight-sum", 16, 7, ignored=3, ignore_index=-1, weight=True,
+        reduction="sum")
+    add("smoothing-mean", 16, 7, label_smoothing=0.2)
+    add("smoothing-weight-ignored-mean", 16, 7, weight=True, ignored=3, label_smoothing=0.15)
+    add("smoothing-weight-none", 16, 7, weight=True, label_smoothing=0.3, reduction="none")
+    add("smoothing-1-sum", 16, 7, label_smoothing=1.0, reduction="sum")
+    add("probs-mean", 16, 7, target="probs")
+    add("probs-sum", 16, 7, target="probs", reduction="sum")
+    add("probs-weight-none", 16, 7, target="probs", weight=True, reduction="none")
+    add("probs-smoothing-mean", 16, 7, target="probs", label_smoothing=0.25)
+    add("onehot-weight-smoothing-sum", 16, 7, target="onehot", weight=True,
+        label_smoothing=0.1, reduction="sum")
+    add("labels-int32-mean", 16, 7, target="int32")
+    add("one-class", 5, 1)
+    add("one-sample-weight-smoothing", 1, 5, weight=True, label_smoothing=0.1)
+    add("wide-smoothing", 4, 1000, label_smoothing=0.1)
+    add("large-weight-ignored-smoothing-mean", 128, 300, weight=True, ignored=9,
+        label_smoothing=0.1, large=True)
+    add("large-probs-none", 128, 300, target="probs", reduction="none", large=True)
+    return cases
+
+
+def softmax_cross_entropy_samples(dtype):
+    return [Sample(desc, dict(logits=logits, target=target, **options), large)
+            for desc, logits, target, options, large in _ce_cases(dtype)]
+
+
+def softmax_cross_entropy_backward_samples(dtype):
+    m = _Maker(dtype, 402)
+    samples = []
+    for desc, logits, target, options, large in _ce_cases(dtype):
+        if options.get("reduction", "mean") == "none":
+            grad_loss = m.uniform(-1, 2, logits.shape[0])
+        else:
+            grad_loss = 0.75      # not 1, so that ignoring it is caught
+        kwargs = dict(logits=logits, target=target, grad_loss=grad_loss, **options)
+        samples.append(Sample(desc, kwargs, large))
+    return samples
+
+
+def softmax_cross_entropy_with_grad_samples(dtype):
+    samples = [Sample(desc, dict(logits=logits, target=target, **options), large)
+               for desc, logits, target, options, large in _ce_cases(dtype)]
+    # A preallocated gradient buffer (out=logits itself: test_cross_entropy.py).
+    for sample in list(samples[:3]) + [s for s in samples if s.large][:1]:
+        kwargs = dict(sample.kwargs, out=np.full_like(sample.kwargs["logits"], np.nan))
+        samples.append(Sample(sample.desc + "-out", kwargs, sample.large))
+    return samples
+
+
+def _with(array, index, value):
+    changed = array.copy()
+    changed[index] = value
+    return changed
+
+
+def _ce_errors(extra=()):
+    m = _Maker(np.dtype(np.float32), 403)
+    base = dict(logits=m.normal(6, 4), target=m.labels(6, 4), weight=m.uniform(0.5, 2, 4))
+    labels = base["target"]
+    errors = [
+        _bad(base, "logits-1d", ValueError, "logits", logits=m.normal(6)),
+        _bad(base, "logits-3d", ValueError, "logits", logits=m.normal(6, 4, 1)),
+        _bad(base, "logits-int", TypeError, "logits", logits=np.ones((6, 4), np.int64)),
+        _bad(base, "logits-bool", TypeError, "logits", logits=np.ones((6, 4), bool)),
+        _bad(base, "target-length", ValueError, "target", target=labels[:5]),
+        _bad(base, "target-2d-int", (TypeError, ValueError), "target",
+             target=np.zeros((6, 4), np.int64)),
+        _bad(base, "target-label-C", ValueError, "target", target=_with(labels, 2, 4)),
+        _bad(base, "target-label-negative", ValueError, "target", target=_with(labels, 5, -1)),
+        _bad(base, "target-label-huge", ValueError, "target", target=np.full(6, 2**40)),
+        _bad(base, "target-label-ignore-index-other", ValueError, "target",
+             target=np.full(6, -100), ignore_index=-1),
+        _bad(base, "target-float-1d", TypeError, "target", target=labels.astype(np.float32)),
+        _bad(base, "target-bool", TypeError, "target", target=np.ones(6, bool)),
+        _bad(base, "target-probs-classes", ValueError, "target", target=m.probabilities(6, 5)),
+        _bad(base, "target-probs-batch", ValueError, "target", target=m.probabilities(5, 4)),
+        _bad(base, "target-probs-float64", TypeError, "target",
+             target=m.probabilities(6, 4).astype(np.float64)),
+        _bad(base, "target-3d", (TypeError, ValueError), "target",
+             target=np.zeros((6, 4, 1), np.float32)),
+        _bad(base, "weight-length", ValueError, "weight", weight=m.uniform(0.5, 2, 5)),
+        _bad(base, "weight-2d", ValueError, "weight", weight=m.uniform(0.5, 2, 4, 1)),
+        _bad(base, "weight-float64", TypeError, "weight", weight=np.ones(4)),
+        _bad(base, "weight-int", TypeError, "weight", weight=np.ones(4, np.int64)),
+        _bad(base, "reduction-unknown", ValueError, "reduction", reduction="avg"),
+        _bad(base, "label_smoothing-negative", ValueError, "label_smoothing",
+             label_smoothing=-0.1),
+        _bad(base, "label_smoothing-above-1", ValueError, "label_smoothing",
+             label_smoothing=1.5),
+    ]
+    return errors + [_bad(base, *case[:3], **case[3]) for case in extra]
+
+
+def softmax_cross_entropy_errors():
+    return _ce_errors()
+
+
+def softmax_cross_entropy_backward_errors():
+    f32 = np.float32
+    return _ce_errors([
+        ("grad_loss-array-for-mean", ValueError, "grad_loss", dict(grad_loss=np.ones(6, f32))),
+        ("grad_loss-length-for-none", ValueError, "grad_loss",
+         dict(grad_loss=np.ones(5, f32), reduction="none")),
+        ("grad_loss-2d-for-none", ValueError, "grad_loss",
+         dict(grad_loss=np.ones((6, 1), f32), reduction="none")),
+        ("grad_loss-float64-for-none", TypeError, "grad_loss",
+         dict(grad_loss=np.ones(6), reduction="none")),
+        ("grad_loss-int-for-none", TypeError, "grad_loss",
+         dict(grad_loss=np.ones(6, np.int64), reduction="none")),
+    ])
+
+
+def softmax_cross_entropy_with_grad_errors():
+    f32 = np.float32
+    readonly = np.zeros((6, 4), f32)
+    readonly.flags.writeable = False
+    return _ce_errors([
+        ("out-shape", ValueError, "out", dict(out=np.zeros((6, 5), f32))),
+        ("out-transposed", ValueError, "out", dict(out=np.zeros((4, 6), f32))),
+        ("out-float64", TypeError, "out", dict(out=np.zeros((6, 4)))),
+        ("out-int", TypeError, "out", dict(out=np.zeros((6, 4), np.int32))),
+        ("out-readonly", ValueError, "out", dict(out=readonly)),
+    ])
+
+
+def _ce_mutable(kwargs):
+    return ("out",) if kwargs.get("out") is not None else ()
+
+
+# -------------------------------------------------------------------- linear
+
+def _linear_cases(dtype, seed):
+    m = _Maker(dtype, seed)
+    cases = []
+    for desc, n, k, out, bias, activation, large in [
+        ("bias", 8, 5, 3, True, None, False),
+        ("bias-relu", 8, 5, 3, True, "relu", False),
+        ("relu-no-bias", 8, 5, 3, False, "relu", False),
+        ("no-bias", 8, 5, 3, False, None, False),
+        ("1x1-to-1-relu", 1, 1, 1, True, "relu", False),
+        ("odd-relu", 33, 17, 9, True, "relu", False),
+        ("large-relu", 256, 96, 160, True, "relu", True),
+        ("large-bias", 256, 96, 160, True, None, True),
+    ]:
+        x = m.normal(n, k)
+        weight = m.normal(out, k, scale=1 / np.sqrt(k))
+        cases.append((desc, x, weight, m.normal(out) if bias else None, activation, large))
+    return m, cases
+
+
+def linear_forward_samples(dtype):
+    _, cases = _linear_cases(dtype, 501)
+    return [Sample(desc, dict(x=x, weight=w, bias=b, activation=act), large)
+            for desc, x, w, b, act, large in cases]
+
+
+def linear_backward_samples(dtype):
+    m, cases = _linear_cases(dtype, 502)
+    samples = []
+    for desc, x, w, b, act, large in cases:
+        y = oracle.linear_forward(x, w, b, activation=act).astype(dtype)
+        dy = m.normal(*y.shape)
+        base = dict(dy=dy, x=x, weight=w, activation=act, has_bias=b is not None)
+        if act == "relu":
+            base["y"] = y
+        samples.append(Sample(desc, base, large))
+        if not large:
+            samples.append(Sample(desc + "-no-dx", dict(base, need_dx=False)))
+    return samples
+
+
+def linear_forward_scales(kw):
+    """A product's entries may cancel: judge them against sum |x| |w| + |b|."""
+    terms = np.abs(kw["x"]) @ np.abs(kw["weight"]).T
+    if kw.get("bias") is not None:
+        terms = terms + np.abs(kw["bias"])
+    return terms.max()
+
+
+def linear_backward_scales(kw):
+    dz = np.abs(kw["dy"])
+    dx = (dz @ np.abs(kw["weight"])).max() if kw.get("need_dx", True) else None
+    dbias = dz.sum(axis=0).max() if kw.get("has_bias", True) else None
+    return (dx, (dz.T @ np.abs(kw["x"])).max(), dbias)
+
+
+def linear_forward_errors():
+    m = _Maker(np.dtype(np.float32), 503)
+    base = dict(x=m.normal(5, 4), weight=m.normal(3, 4), bias=m.normal(3))
+    return [
+        _bad(base, "x-1d", ValueError, "x", x=m.normal(4)),
+        _bad(base, "x-int", TypeError, "x", x=np.ones((5, 4), np.int64)),
+        _bad(base, "x-complex", TypeError, "x", x=np.ones((5, 4), np.complex64)),
+        _bad(base, "weight-features", ValueError, ("weight", "x"), weight=m.normal(3, 5)),
+        _bad(base, "weight-1d", ValueError, "weight", weight=m.normal(4)),
+        _bad(base, "weight-float64", TypeError, "weight", weight=np.ones((3, 4))),
+        _bad(base, "bias-length", ValueError, "bias", bias=m.normal(4)),
+        _bad(base, "bias-2d", ValueError, "bias", bias=m.normal(1, 3)),
+        _bad(base, "bias-float64", TypeError, "bias", bias=np.ones(3)),
+        _bad(base, "activation-unknown", ValueError, "activation", activation="gelu"),
+    ]
+
+
+def linear_backward_errors():
+    m = _Maker(np.dtype(np.float32), 504)
+    base = dict(dy=m.normal(5, 3), x=m.normal(5, 4), weight=m.normal(3, 4),
+                y=np.abs(m.normal(5, 3)), activation="relu")
+    return [
+        _bad(base, "relu-without-y", ValueError, "y", y=None),
+        _bad(base, "y-shape", ValueError, "y", y=m.normal(5, 2)),
+        _bad(base, "y-float64", TypeError, "y", y=np.ones((5, 3))),
+        _bad(base, "dy-outputs", ValueError, ("dy", "weight"), dy=m.normal(5, 2)),
+        _bad(base, "dy-batch", ValueError, ("dy", "x"), dy=m.normal(4, 3)),
+        _bad(base, "x-features", ValueError, ("x", "weight"), x=m.normal(5, 5)),
+        _bad(base, "dy-int", TypeError, "dy", dy=np.ones((5, 3), np.int64)),
+        _bad(base, "weight-float64", TypeError, "weight", weight=np.ones((3, 4))),
+        _bad(base, "activation-unknown", ValueError, "activation", activation="tanh"),
+    ]
+
+
+OPS = [
+    OpInfo("batchnorm_forward", batchnorm_forward_samples, batchnorm_forward_errors,
+           _bn_running_stats),
+    OpInfo("batchnorm_backward", batchnorm_backward_samples, batchnorm_backward_errors,
+           term_scales=batchnorm_backward_scales),
+    OpInfo("softmax", softmax_samples, softmax_errors),
+    OpInfo("log_softmax", softmax_samples, softmax_errors),
+    OpInfo("softmax_cross_entropy", softmax_cross_entropy_samples,
+           softmax_cross_entropy_errors),
+    OpInfo("softmax_cross_entropy_backward", softmax_cross_entropy_backward_samples,
+           softmax_cross_entropy_backward_errors),
+    OpInfo("softmax_cross_entropy_with_grad", softmax_cross_entropy_with_grad_samples,
+           softmax_cross_entropy_with_grad_errors, _ce_mutable),
+    OpInfo("linear_forward", linear_forward_samples, linear_forward_errors,
+           term_scales=linear_forward_scales),
+    OpInfo("linear_backward", linear_backward_samples, linear_backward_errors,
+           term_scales=linear_backward_scales),
+]
+OPS_BY_NAME = {op.name: op for op in OPS}

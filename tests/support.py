@@ -1,0 +1,233 @@
+"""Shared helpers of the conformance suite: tolerances, comparisons, snapshots, layouts.
+
+Every tolerance of the suite lives in this file (``TOLERANCE``,
+``FINITE_DIFFERENCE``, the numerical-case bounds), each with the reason for
+its size, so a reader sees in one place how strict the suite is.
+"""
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+import fastnn
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+BACKEND_STATUS = fastnn.backends()
+AVAILABLE_BACKENDS = [name for name, status in BACKEND_STATUS.items() if status == "available"]
+
+
+# ---------------------------------------------------------------- tolerances
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|got - expected| <= atol * max|expected| + rtol * |expected|, elementwise.
+
+    atol is scaled by the largest magnitude of the array compared, so one
+    tolerance serves a loss summed over a batch and a gradient divided by it;
+    entries that cancel to ~0 (batch-norm dx, softmax tails) are judged
+    against the scale of their array, not against themselves.
+    """
+    rtol: float
+    atol: float
+
+
+TOLERANCE = {
+    # A float64 backend against the float64 oracle: only the order of
+    # summation differs (blocked, pairwise or per-thread partial sums), each
+    # step rounding at 1.1e-16; reductions here cover at most ~10^4 terms, so
+    # a few hundred ulps of headroom is still far below any formula error.
+    np.dtype(np.float64): Tolerance(rtol=1e-11, atol=1e-12),
+    # A float32 backend against the float64 oracle evaluated on the same
+    # (float32) inputs: float32 rounds at 6e-8 per step; sums over up to ~10^4
+    # terms accumulated in float32 blocks, a vectorized exp/log accurate to a
+    # few ulps, and the cancellation in batch-norm dx (three terms of size
+    # ~|g| summing to ~0) leave errors of 1e-6..1e-5 relative to the scale.
+    np.dtype(np.float32): Tolerance(rtol=5e-5, atol=2e-5),
+}
+
+# Central differences in float64 with step h: truncation error ~h^2 * f''' and
+# rounding error ~eps * |f| / h; h = 1e-6 balances them near 1e-10 relative
+# for O(1) inputs, so 1e-6 leaves four orders of margin and still catches any
+# wrong term (a missing mean or weight factor is an O(1) error).
+FINITE_DIFFERENCE_STEP = 1e-6
+FINITE_DIFFERENCE = Tolerance(rtol=1e-6, atol=1e-6)
+
+# float32 batch norm of x = 1e4 + 0.01 * randn.  The data themselves are
+# quantized at ulp(1e4) = 9.8e-4 (a tenth of the spread), but the oracle sees
+# the same float32 values, so a stable method (two-pass, shifted or Welford
+# sums, or float64 accumulation) gets the variance of those values to ~1e-5;
+# E[x^2] - E[x]^2 in float32 loses every digit (1e8 against 1e-4).  y itself
+# cannot be better than ulp(mean) * invstd = 0.05 absolute, because x - mean
+# is formed from a float32 mean; its mean and spread are still exact to 1%.
+LARGE_MEAN_VARIANCE_RTOL = 1e-3
+LARGE_MEAN_Y_SPREAD_RTOL = 1e-2
+LARGE_MEAN_Y_MEAN_ATOL = 0.1
+
+
+def tolerance(dtype):
+    return TOLERANCE[np.dtype(dtype)]
+
+
+# --------------------------------------------------------------- comparisons
+
+def assert_close(got, expected, tol, what="result", scale=None):
+    """got within ``tol`` of expected; nan and +-inf must sit at the same places.
+
+    ``scale`` (default: max |expected|) is what atol is relative to; a test
+    whose values may cancel (a matrix product) passes the size of the terms.
+    """
+    got = np.asarray(got)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert got.shape == expected.shape, f"{what}: shape {got.shape}, expected {expected.shape}"
+    got64 = got.astype(np.float64)
+    nan_got, nan_expected = np.isnan(got64), np.isnan(expected)
+    assert np.array_equal(nan_got, nan_expected), (
+        f"{what}: nan at {np.argwhere(nan_got != nan_expected)[:5].tolist()} differs "
+        f"from the expected nan pattern")
+    inf_expected = np.isinf(expected)
+    assert np.array_equal(np.isinf(got64), inf_expected), f"{what}: inf pattern differs"
+    assert np.array_equal(got64[inf_expected], expected[inf_expected]), f"{what}: inf signs differ"
+    finite = np.isfinite(expected)
+    if not finite.any():
+        return
+    g, e = got64[finite], expected[finite]
+    scale = np.abs(e).max() if scale is None else scale
+    error = np.abs(g - e)
+    allowed = tol.atol * scale + tol.rtol * np.abs(e)
+    worst = int(np.argmax(error - allowed))
+    assert np.all(error <= allowed), (
+        f"{what}: {int((error > allowed).sum())} of {e.size} values outside "
+        f"rtol={tol.rtol:g}, atol={tol.atol:g}*{scale:.3g}; worst got {g[worst]!r}, "
+        f"expected {e[worst]!r} (error {error[worst]:.3g}, allowed {allowed[worst]:.3g})")
+
+
+def assert_outputs(got, expected, dtype, what="result", tol=None, scale=None):
+    """Compare a result structure (array, or tuple of arrays and None) with the oracle's.
+
+    Besides the values: every array returned is an ndarray of ``dtype`` (a
+    loss reduced to a scalar is a 0-d ndarray, not a Python or NumPy scalar).
+    ``scale`` is None, a number, or a tuple of those matching the structure.
+    """
+    tol = tolerance(dtype) if tol is None else tol
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected), (
+            f"{what}: expected a tuple of {len(expected)}, got {type(got).__name__}")
+        scales = scale if isinstance(scale, tuple) else (scale,) * len(expected)
+        for i, (g, e, s) in enumerate(zip(got, expected, scales)):
+            assert_outputs(g, e, dtype, f"{what}[{i}]", tol, s)
+        return
+    if expected is None:
+        assert got is None, f"{what}: expected None, got {type(got).__name__}"
+        return
+    assert type(got) is np.ndarray, f"{what}: expected an ndarray, got {type(got).__name__}"
+    assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}, expected {np.dtype(dtype)}"
+    assert_close(got, expected, tol, what, scale)
+
+
+def assert_bitwise_equal(a, b, what="result"):
+    """Same structure, shapes, dtypes and bytes (nan payloads and -0.0 included)."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_bitwise_equal(x, y, f"{what}[{i}]")
+        return
+    if a is None or b is None:
+        assert a is None and b is None, what
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape, what
+    assert a.tobytes() == b.tobytes(), (
+        f"{what}: not bitwise identical (max difference "
+        f"{np.nanmax(np.abs(a.astype(np.float64) - b)) if a.size else 0:.3g})")
+
+
+def arrays_of(value):
+    """Every ndarray inside a result structure."""
+    if isinstance(value, tuple):
+        return [a for item in value for a in arrays_of(item)]
+    return [value] if isinstance(value, np.ndarray) else []
+
+
+# ----------------------------------------------------------------- snapshots
+
+def snapshot(kwargs):
+    """Copies of every array argument, to prove later that nothing else changed."""
+    return {name: np.array(value, copy=True) for name, value in kwargs.items()
+            if isinstance(value, np.ndarray)}
+
+
+def changed_arguments(kwargs, before, allowed=()):
+    """Names of array arguments whose bytes differ from the snapshot (bitwise)."""
+    return [name for name, copy in before.items()
+            if name not in allowed
+            and (kwargs[name].shape != copy.shape or kwargs[name].dtype != copy.dtype
+                 or kwargs[name].tobytes() != copy.tobytes())]
+
+
+def copy_kwargs(kwargs):
+    return {name: value.copy() if isinstance(value, np.ndarray) else value
+            for name, value in kwargs.items()}
+
+
+def float64_kwargs(kwargs):
+    """The oracle's view of a call: float arrays upcast (exactly) to float64 copies."""
+    out = {}
+    for name, value in kwargs.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            value = value.astype(np.float64)
+        elif isinstance(value, np.ndarray):
+            value = value.copy()
+        out[name] = value
+    return out
+
+
+# ------------------------------------------------------------------- layouts
+
+LAYOUTS = ("fortran", "strided", "reversed", "readonly")
+
+
+def relayout(a, layout):
+    """An array with the values of ``a`` in another memory layout.
+
+    fortran   column-major copy;
+    strided   a view taking every other element of every axis of a twice
+              larger buffer whose gaps hold nan (floats) or an out-of-range
+              label (integers), so a kernel that ignores strides reads garbage;
+    reversed  a view with negative strides on every axis;
+    readonly  a C-contiguous copy with the writeable flag cleared.
+    """
+    if a.ndim == 0:
+        return a.copy()
+    if layout == "fortran":
+        return np.asfortranarray(a.copy())
+    if layout == "strided":
+        filler = np.nan if a.dtype.kind == "f" else np.iinfo(a.dtype).max
+        buffer = np.full(tuple(2 * n for n in a.shape), filler, dtype=a.dtype)
+        view = buffer[(slice(None, None, 2),) * a.ndim]
+        view[...] = a
+        return view
+    if layout == "reversed":
+        every_axis = (slice(None, None, -1),) * a.ndim
+        return a[every_axis].copy()[every_axis]
+    if layout == "readonly":
+        copy = np.ascontiguousarray(a).copy()
+        copy.flags.writeable = False
+        return copy
+    raise ValueError(layout)
+
+
+# ------------------------------------------------------------------ warnings
+
+@contextlib.contextmanager
+def no_warnings():
+    """Any warning (NumPy's divide/invalid/overflow included) fails the test here.
+
+    pyproject.toml already turns warnings into errors; this makes the tests
+    that promise "no warnings" say so themselves and hold without that config.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield

@@ -67,35 +67,37 @@ def _bias_relu_inplace(y, bias, relu):
     """y[n, m] = relu(y[n, m] + bias[m]) (relu only when ``relu``), in place.
 
     y is C-contiguous; work is split in row-segment tiles so that a few wide
-    rows still feed every thread.
+    rows still feed every thread.  Each tile works on slice views: loop
+    indices that start at 0 are provably non-negative, so Numba emits no
+    wraparound test and LLVM vectorizes the loop (offset indices measured
+    5-8x slower).
     """
     n_rows, n_cols = y.shape
     tiles_per_row = (n_cols + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS
     for tile in prange(n_rows * tiles_per_row):
-        row = y[tile // tiles_per_row]
         start = (tile % tiles_per_row) * _EPILOGUE_COLUMNS
         stop = min(start + _EPILOGUE_COLUMNS, n_cols)
+        y_part = y[tile // tiles_per_row, start:stop]
+        bias_part = bias[start:stop]
         if relu:
-            for m in range(start, stop):
-                value = row[m] + bias[m]
+            for m in range(y_part.size):
+                value = y_part[m] + bias_part[m]
                 # "value < 0" keeps NaN as NaN, as np.maximum and torch.relu do.
-                row[m] = 0 if value < 0 else value
+                y_part[m] = 0 if value < 0 else value
         else:
-            for m in range(start, stop):
-                row[m] += bias[m]
+            for m in range(y_part.size):
+                y_part[m] += bias_part[m]
 
 
 def _relu_inplace(y):
-    """y = relu(y), in place; y is C-contiguous, walked flat."""
+    """y = relu(y), in place; y is C-contiguous, walked flat in tiles."""
     flat = y.reshape(-1)
-    n_values = flat.size
-    n_tiles = (n_values + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS
+    n_tiles = (flat.size + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS
     for tile in prange(n_tiles):
-        start = tile * _EPILOGUE_COLUMNS
-        stop = min(start + _EPILOGUE_COLUMNS, n_values)
-        for index in range(start, stop):
-            if flat[index] < 0:
-                flat[index] = 0
+        part = flat[tile * _EPILOGUE_COLUMNS:(tile + 1) * _EPILOGUE_COLUMNS]
+        for index in range(part.size):
+            if part[index] < 0:
+                part[index] = 0
 
 
 _bias_relu_inplace_serial = jit()(_bias_relu_inplace)
@@ -196,7 +198,10 @@ def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
 
     dy, y and dz are C-contiguous (N, M).  Each tile of _DBIAS_ROWS rows by
     _DBIAS_COLUMNS columns sums into its own float64 partial row segment;
-    the partial rows are then added in block order.
+    the partial rows are then added in block order.  Per row segment, the
+    mask loop and the sum loop are separate: the sum rereads dz from L1, and
+    each loop vectorizes on its own.  Slice views keep indices non-negative
+    (see _bias_relu_inplace).
     """
     n_rows, n_cols = dy.shape
     row_blocks = max((n_rows + _DBIAS_ROWS - 1) // _DBIAS_ROWS, 1)
@@ -208,18 +213,15 @@ def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
         col_stop = min(col_start + _DBIAS_COLUMNS, n_cols)
         row_stop = min((block + 1) * _DBIAS_ROWS, n_rows)
         for n in range(block * _DBIAS_ROWS, row_stop):
-            dy_row = dy[n]
-            y_row = y[n]
-            dz_row = dz[n]
+            dy_part = dy[n, col_start:col_stop]
+            y_part = y[n, col_start:col_stop]
+            dz_part = dz[n, col_start:col_stop]
+            for m in range(dz_part.size):
+                dz_part[m] = dy_part[m] if y_part[m] > 0 else 0
             if has_bias:
-                block_sums = partials[block]
-                for m in range(col_start, col_stop):
-                    grad = dy_row[m] if y_row[m] > 0 else 0
-                    dz_row[m] = grad
-                    block_sums[m] += grad
-            else:
-                for m in range(col_start, col_stop):
-                    dz_row[m] = dy_row[m] if y_row[m] > 0 else 0
+                block_sums = partials[block, col_start:col_stop]
+                for m in range(dz_part.size):
+                    block_sums[m] += dz_part[m]
     if has_bias:
         _sum_partials(partials, dbias)
 
@@ -235,11 +237,11 @@ def _column_sums(dy, dbias):
         col_start = (tile % col_blocks) * _DBIAS_COLUMNS
         col_stop = min(col_start + _DBIAS_COLUMNS, n_cols)
         row_stop = min((block + 1) * _DBIAS_ROWS, n_rows)
-        block_sums = partials[block]
+        block_sums = partials[block, col_start:col_stop]
         for n in range(block * _DBIAS_ROWS, row_stop):
-            dy_row = dy[n]
-            for m in range(col_start, col_stop):
-                block_sums[m] += dy_row[m]
+            dy_part = dy[n, col_start:col_stop]
+            for m in range(dy_part.size):
+                block_sums[m] += dy_part[m]
     _sum_partials(partials, dbias)
 
 

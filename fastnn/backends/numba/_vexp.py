@@ -1,0 +1,263 @@
+"""A vectorizable exp for Numba loops, float32 and float64.
+
+Why it exists: the llvmlite wheels carry no SVML, so ``math.exp`` inside a
+Numba loop stays a scalar libm call, and the softmax kernels spend most of
+their time in it (see /work/shared/PERF_NOTES.md).  The functions here use
+only operations LLVM can put in vector registers - multiply-adds, compares
+that become min/max, integer adds and shifts on a float's bits - with no
+branch and no call, so once inlined into a loop the loop vectorizer turns
+them into AVX2/AVX-512 code (checked with ``inspect_asm``: ``vfmadd...ps``
+on ``ymm`` registers, no ``call``).
+
+The method (Cody-Waite reduction, a polynomial, a power of two):
+
+    k = rint(x / ln2)                 # by adding the "magic" 1.5 * 2**p
+    r = x - k*ln2                     # ln2 = hi + lo, |r| <= ln2/2
+    exp(r) ~= 1 + r + r**2 * q(r)     # q: near-minimax (Chebyshev) fit
+    exp(x) = exp(r) * 2**k            # 2**k built from the bits of k
+
+and 2**k is applied so that every intermediate is a normal number; the last
+multiply is the one rounding into the subnormal range, so tiny results are
+still rounded once.  Inputs are clamped first in a way that lets NaN through
+(``x < lo`` is false for NaN): ``-inf`` and anything below the underflow
+threshold give exactly 0, NaN gives NaN, and no step produces a NaN from a
+non-NaN.
+
+Variants
+- ``vexp(x)``: any x.  ``+inf`` and results beyond the largest float give
+  ``+inf``; 2**k is split in two factors 2**k1 * 2**k2 to cover the range.
+- ``vexp_nonpositive(x)``: for x <= 0 (and -inf, NaN), what softmax needs
+  (it exponentiates ``x - max``).  One clamp and one scale factor
+  2**(k + raise) times the constant 2**-raise: 18 vector instructions per
+  8 float32 values instead of 33, which is what keeps the softmax kernels
+  near memory speed.  For x > 0 it is wrong (the result is capped at 2**raise).
+Both are generic over float32/float64 (a Numba ``overload`` picks
+``*_f32``/``*_f64`` at compile time) and callable from jitted code only; the
+``*_f32``/``*_f64`` functions are jitted and can be tested directly.  The
+float32 versions compute in float32 - every float32 constant below is a
+``np.float32``, as a Python float would promote the arithmetic to float64.
+
+Accuracy, measured against ``np.exp`` in 80-bit long double on dense grids
+over the whole range plus random points (/tmp/cehelper/check_vexp.py):
+at most 1.05 ulp for float64 and float32, the same in the subnormal range
+(in units of the smallest subnormal), exact 0 / inf / NaN at the edges.
+
+``fma(a, b, c)`` (``a*b + c`` rounded once, the ``llvm.fma`` intrinsic) is
+exported for the kernels too.
+"""
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic, overload
+
+from ._jit import jit
+
+
+# --- LLVM building blocks -------------------------------------------------
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a*b + c`` with one rounding, as the ``llvm.fma`` intrinsic."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        llty = args[0].type
+        suffix = "f64" if llty == ir.DoubleType() else "f32"
+        fnty = ir.FunctionType(llty, [llty, llty, llty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                            "llvm.fma." + suffix)
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+def _make_pow2_intrinsic(raise_f64, raise_f32):
+    """An intrinsic giving 2**(k + raise) from ``shifted = k + 1.5*2**p``.
+
+    Adding the magic 1.5*2**p (p = 52 or 23 mantissa bits) to an integral
+    float k leaves k in the low mantissa bits; adding the exponent bias and
+    shifting those bits into the exponent field gives the float 2**k.  It is
+    written in LLVM IR so that the integer work stays at the float's width
+    (Numba would widen int32 arithmetic to int64 and break vectorization).
+    """
+    @intrinsic
+    def pow2_from_shifted(typingctx, shifted):
+        if not isinstance(shifted, types.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            llty = args[0].type
+            if llty == ir.DoubleType():
+                intty, bias, mantissa_bits = ir.IntType(64), 1023 + raise_f64, 52
+            else:
+                intty, bias, mantissa_bits = ir.IntType(32), 127 + raise_f32, 23
+            bits = builder.bitcast(args[0], intty)
+            bits = builder.add(bits, ir.Constant(intty, bias))
+            bits = builder.shl(bits, ir.Constant(intty, mantissa_bits))
+            return builder.bitcast(bits, llty)
+
+        return shifted(shifted), codegen
+
+    return pow2_from_shifted
+
+
+# vexp_nonpositive: k is in [-1077, 0] (float64) or [-150, 0] (float32), so
+# 2**(k + raise) is normal for every k; p * 2**(k + raise) is exact and the
+# multiply by 2**-raise is the only rounding.
+_RAISE_64 = 55
+_RAISE_32 = 24
+_pow2_from_shifted = _make_pow2_intrinsic(0, 0)
+_pow2_raised_from_shifted = _make_pow2_intrinsic(_RAISE_64, _RAISE_32)
+
+
+# --- float64 constants -----------------------------------------------------
+
+_LOG2E_64 = 1.4426950408889634
+_MAGIC_64 = 6755399441055744.0          # 1.5 * 2**52
+_LN2_HI_64 = 0.6931471803691238         # 0x1.62e42fee00000p-1: k*hi exact for |k| < 2**21
+_LN2_LO_64 = 1.9082149292705877e-10     # ln2 - hi
+_LOWEST_64 = -746.0                     # exp(x) < 2**-1075 (rounds to 0) below this
+_HIGHEST_64 = 710.0                     # exp(x) > largest float64 above this
+_UNRAISE_64 = 2.0 ** -_RAISE_64
+# q(r) = (exp(r) - 1 - r) / r**2 on [-ln2/2, ln2/2], degree 9: error of the
+# whole polynomial 1.3e-17 (0.06 ulp); mpmath.chebyfit at 50 digits.
+_Q0_64 = 0.5000000000000001
+_Q1_64 = 0.16666666666666669
+_Q2_64 = 0.041666666666624164
+_Q3_64 = 0.008333333333330065
+_Q4_64 = 0.0013888888917196719
+_Q5_64 = 0.00019841269863040545
+_Q6_64 = 2.4801521322368692e-05
+_Q7_64 = 2.7557268480310024e-06
+_Q8_64 = 2.7620075879983367e-07
+_Q9_64 = 2.5100375832561234e-08
+
+
+@jit()
+def _exp_reduced_f64(x):
+    """(exp(r), k + magic, k) with x = k*ln2 + r, for a clamped float64 x."""
+    shifted = fma(x, _LOG2E_64, _MAGIC_64)
+    k = shifted - _MAGIC_64
+    r = fma(-k, _LN2_HI_64, x)
+    r = fma(-k, _LN2_LO_64, r)
+    q = fma(_Q9_64, r, _Q8_64)
+    q = fma(q, r, _Q7_64)
+    q = fma(q, r, _Q6_64)
+    q = fma(q, r, _Q5_64)
+    q = fma(q, r, _Q4_64)
+    q = fma(q, r, _Q3_64)
+    q = fma(q, r, _Q2_64)
+    q = fma(q, r, _Q1_64)
+    q = fma(q, r, _Q0_64)
+    # 1 + (r + r**2 q): the small part is rounded first, so the sum is
+    # within one rounding of exp(r).
+    return 1.0 + fma(r * r, q, r), shifted, k
+
+
+@jit()
+def exp_f64(x):
+    """exp(x) for float64 x, branch-free, any x."""
+    x = _LOWEST_64 if x < _LOWEST_64 else x
+    x = _HIGHEST_64 if x > _HIGHEST_64 else x
+    p, _, k = _exp_reduced_f64(x)
+    # k = k_half + k_rest with both in [-539, 513]: each 2**ki is normal.
+    shifted_half = fma(k, 0.5, _MAGIC_64)
+    k_half = shifted_half - _MAGIC_64
+    shifted_rest = (k - k_half) + _MAGIC_64
+    return (p * _pow2_from_shifted(shifted_half)) * _pow2_from_shifted(shifted_rest)
+
+
+@jit()
+def exp_nonpositive_f64(x):
+    """exp(x) for float64 x <= 0 (or -inf, NaN), branch-free."""
+    x = _LOWEST_64 if x < _LOWEST_64 else x
+    p, shifted, _ = _exp_reduced_f64(x)
+    return (p * _pow2_raised_from_shifted(shifted)) * _UNRAISE_64
+
+
+# --- float32 constants -----------------------------------------------------
+
+_LOG2E_32 = np.float32(1.4426950408889634)
+_MAGIC_32 = np.float32(12582912.0)       # 1.5 * 2**23
+_LN2_HI_32 = np.float32(0.693359375)     # 355/512: k*hi exact for |k| < 2**15
+_LN2_LO_32 = np.float32(-0.00021219444170128554)
+_LOWEST_32 = np.float32(-104.0)          # exp(x) < 2**-150 (rounds to 0) below this
+_HIGHEST_32 = np.float32(89.0)           # exp(x) > largest float32 above this
+_HALF_32 = np.float32(0.5)
+_ONE_32 = np.float32(1.0)
+_UNRAISE_32 = np.float32(2.0 ** -_RAISE_32)
+# q(r) of degree 4: polynomial error 7.8e-9 (0.07 ulp), coefficients
+# rounded to float32.
+_Q0_32 = np.float32(0.5)
+_Q1_32 = np.float32(0.16666577756404877)
+_Q2_32 = np.float32(0.041666556149721146)
+_Q3_32 = np.float32(0.008363173343241215)
+_Q4_32 = np.float32(0.0013926175888627768)
+
+
+@jit()
+def _exp_reduced_f32(x):
+    """(exp(r), k + magic, k) with x = k*ln2 + r, for a clamped float32 x."""
+    shifted = fma(x, _LOG2E_32, _MAGIC_32)
+    k = shifted - _MAGIC_32
+    r = fma(-k, _LN2_HI_32, x)
+    r = fma(-k, _LN2_LO_32, r)
+    q = fma(_Q4_32, r, _Q3_32)
+    q = fma(q, r, _Q2_32)
+    q = fma(q, r, _Q1_32)
+    q = fma(q, r, _Q0_32)
+    return _ONE_32 + fma(r * r, q, r), shifted, k
+
+
+@jit()
+def exp_f32(x):
+    """exp(x) for float32 x in float32 arithmetic, branch-free, any x."""
+    x = _LOWEST_32 if x < _LOWEST_32 else x
+    x = _HIGHEST_32 if x > _HIGHEST_32 else x
+    p, _, k = _exp_reduced_f32(x)
+    shifted_half = fma(k, _HALF_32, _MAGIC_32)
+    k_half = shifted_half - _MAGIC_32
+    shifted_rest = (k - k_half) + _MAGIC_32
+    return (p * _pow2_from_shifted(shifted_half)) * _pow2_from_shifted(shifted_rest)
+
+
+@jit()
+def exp_nonpositive_f32(x):
+    """exp(x) for float32 x <= 0 (or -inf, NaN), branch-free."""
+    x = _LOWEST_32 if x < _LOWEST_32 else x
+    p, shifted, _ = _exp_reduced_f32(x)
+    return (p * _pow2_raised_from_shifted(shifted)) * _UNRAISE_32
+
+
+# --- generic entry points ---------------------------------------------------
+
+def vexp(x):
+    """exp(x); in jitted code, the branch-free float32/float64 version."""
+    return math.exp(x)
+
+
+def vexp_nonpositive(x):
+    """exp(x) for x <= 0; in jitted code, the cheaper branch-free version."""
+    return math.exp(x)
+
+
+@overload(vexp)
+def _vexp_overload(x):
+    if x == types.float64:
+        return lambda x: exp_f64(x)
+    if x == types.float32:
+        return lambda x: exp_f32(x)
+    return None
+
+
+@overload(vexp_nonpositive)
+def _vexp_nonpositive_overload(x):
+    if x == types.float64:
+        return lambda x: exp_nonpositive_f64(x)
+    if x == types.float32:
+        return lambda x: exp_nonpositive_f32(x)
+    return None

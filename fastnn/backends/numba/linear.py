@@ -47,7 +47,7 @@ from ._jit import jit, use_parallel
 # At or below this many multiply-adds (N * M * K) a single serial Numba
 # kernel runs the whole layer; measured crossover with the BLAS path on the
 # project machine (float32 and float64) lies between 2**15 and 2**16.
-SMALL_LAYER_MAX_MACS = 1 << 15
+SMALL_LAYER_MAX_MACS = 1 << 14
 
 # Width of a forward-epilogue tile: one row segment, small enough that a
 # row of a wide layer still splits among the threads.
@@ -107,12 +107,15 @@ _relu_inplace_parallel = jit(parallel=True)(_relu_inplace)
 
 
 @jit()
-def _small_linear_forward(x, weight, bias, relu):
+def _small_linear_forward(x, weight, bias, relu, y):
     """The whole forward for tiny layers: y = relu(x @ weight.T + bias).
 
-    x (N, K), weight (M, K), bias (M,) or None, all C-contiguous.  weight is
-    first transposed into a (K, M) scratch so that the inner loop runs along
-    contiguous output columns and vectorizes without reassociating sums.
+    x (N, K), weight (M, K), bias (M,) or None, y (N, M), all C-contiguous;
+    y is written, not read.  weight is first transposed into a (K, M)
+    scratch so that the inner loop runs along contiguous output columns and
+    vectorizes without reassociating sums.  The output comes in from Python:
+    returning a new array from Numba (boxing it) costs more than this
+    whole kernel at 8x16->16.
     """
     n_rows, n_in = x.shape
     n_out = weight.shape[0]
@@ -120,9 +123,9 @@ def _small_linear_forward(x, weight, bias, relu):
     for m in range(n_out):
         for k in range(n_in):
             weight_t[k, m] = weight[m, k]
-    y = np.zeros((n_rows, n_out), dtype=x.dtype)
     for n in range(n_rows):
         y_row = y[n]
+        y_row[:] = 0
         for k in range(n_in):
             x_nk = x[n, k]
             w_row = weight_t[k]
@@ -135,7 +138,6 @@ def _small_linear_forward(x, weight, bias, relu):
             for m in range(n_out):
                 if y_row[m] < 0:
                     y_row[m] = 0
-    return y
 
 
 def _blas_operand(a):
@@ -160,10 +162,11 @@ def linear_forward(x, weight, bias, activation):
     n_rows, n_in = x.shape
     n_out = weight.shape[0]
     if n_rows * n_out * n_in <= SMALL_LAYER_MAX_MACS:
-        if bias is not None:
-            bias = np.ascontiguousarray(bias)
-        return _small_linear_forward(np.ascontiguousarray(x),
-                                     np.ascontiguousarray(weight), bias, relu)
+        y = np.empty((n_rows, n_out), dtype=x.dtype)
+        _small_linear_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight),
+                              None if bias is None else np.ascontiguousarray(bias),
+                              relu, y)
+        return y
     y = np.matmul(_blas_operand(x), _blas_operand(weight).T)
     parallel = use_parallel(y.size)
     if bias is not None:
@@ -252,11 +255,12 @@ _column_sums_parallel = jit(parallel=True)(_column_sums)
 
 
 @jit()
-def _small_linear_backward(dy, x, weight, y, relu, has_bias, need_dx):
+def _small_linear_backward(dy, x, weight, y, relu, dx, dweight, dbias):
     """The whole backward for tiny layers; all arrays C-contiguous.
 
-    Returns (dx, dweight, dbias); dx is (0, K) when not need_dx and dbias
-    is (0,) when not has_bias.  y is only read with relu.  Loops are ordered
+    Writes dweight (M, K), dx (N, K) unless it is (0, K), and dbias (M,)
+    unless it is (0,); outputs come in from Python (see
+    _small_linear_forward).  y is only read with relu.  Loops are ordered
     so that the innermost one runs along contiguous rows of K values.
     """
     n_rows, n_out = dy.shape
@@ -268,8 +272,7 @@ def _small_linear_backward(dy, x, weight, y, relu, has_bias, need_dx):
                 dz[n, m] = dy[n, m] if y[n, m] > 0 else 0
     else:
         dz = dy
-    dbias = np.empty(n_out if has_bias else 0, dtype=dy.dtype)
-    if has_bias:
+    if dbias.size:
         # Rows in order into float64, as the tiled pass does for one block.
         total = np.zeros(n_out, dtype=np.float64)
         for n in range(n_rows):
@@ -277,7 +280,7 @@ def _small_linear_backward(dy, x, weight, y, relu, has_bias, need_dx):
                 total[m] += dz[n, m]
         for m in range(n_out):
             dbias[m] = total[m]
-    dweight = np.zeros((n_out, n_in), dtype=dy.dtype)
+    dweight[:] = 0
     for n in range(n_rows):
         x_row = x[n]
         for m in range(n_out):
@@ -285,8 +288,8 @@ def _small_linear_backward(dy, x, weight, y, relu, has_bias, need_dx):
             dweight_row = dweight[m]
             for k in range(n_in):
                 dweight_row[k] += grad * x_row[k]
-    dx = np.zeros((n_rows if need_dx else 0, n_in), dtype=dy.dtype)
-    if need_dx:
+    if dx.shape[0]:
+        dx[:] = 0
         for n in range(n_rows):
             dx_row = dx[n]
             for m in range(n_out):
@@ -294,7 +297,6 @@ def _small_linear_backward(dy, x, weight, y, relu, has_bias, need_dx):
                 weight_row = weight[m]
                 for k in range(n_in):
                     dx_row[k] += grad * weight_row[k]
-    return dx, dweight, dbias
 
 
 def linear_backward(dy, x, weight, y, activation, has_bias, need_dx):
@@ -306,9 +308,12 @@ def linear_backward(dy, x, weight, y, activation, has_bias, need_dx):
     if relu:
         y = np.ascontiguousarray(y)
     if n_rows * n_out * n_in <= SMALL_LAYER_MAX_MACS:
-        dx, dweight, dbias = _small_linear_backward(
-            dy, np.ascontiguousarray(x), np.ascontiguousarray(weight),
-            y if relu else dy, relu, has_bias, need_dx)
+        dtype = dy.dtype
+        dx = np.empty((n_rows if need_dx else 0, n_in), dtype=dtype)
+        dweight = np.empty((n_out, n_in), dtype=dtype)
+        dbias = np.empty(n_out if has_bias else 0, dtype=dtype)
+        _small_linear_backward(dy, np.ascontiguousarray(x), np.ascontiguousarray(weight),
+                               y if relu else dy, relu, dx, dweight, dbias)
         return (dx if need_dx else None), dweight, (dbias if has_bias else None)
 
     parallel = use_parallel(dy.size)

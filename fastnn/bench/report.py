@@ -1,0 +1,230 @@
+"""The text report of a run: header, roofline, start-up, one table per kernel, targets.
+
+How to read a kernel table (one per kernel, dtype and thread count):
+
+- ``median``/``min``/``max``: seconds per call over the timing rounds;
+  compare medians.
+- ``xNumPy``, ``xTorch``: speedup = that contender's median / this row's
+  median (above 1: this row is faster).
+- ``rate``: GB/s from the kernel's minimum bytes (formula above the table)
+  for memory-bound kernels, GFLOP/s for Linear; ``%roof``: that rate as a
+  share of the DRAM triad, or of the measured GEMM rate.  Medium sizes that
+  fit in the last-level cache can exceed 100% of the DRAM triad.
+- ``extra``: peak memory the call allocated beyond its outputs (tracemalloc;
+  ``?`` for PyTorch, whose allocator it cannot see).
+- ``gemm-only`` rows (Linear): NumPy's bare matrix products, the floor a
+  fused Linear layer aims at; not a contender.
+"""
+
+from . import contenders as contenders_mod
+
+
+def fmt_time(seconds):
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f}us"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f}ms"
+    return f"{seconds:.2f}s"
+
+
+def fmt_bytes(count):
+    if count is None:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return f"{count}B"
+
+
+def fmt_ratio(value):
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def fmt_rate(row):
+    if row.get("gbps") is not None:
+        return f"{row['gbps']:.1f} GB/s"
+    if row.get("gflops") is not None:
+        return f"{row['gflops']:.0f} GF/s"
+    return "-"
+
+
+def fmt_share(value):
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _header(result):
+    machine = result["machine"]
+    versions = machine["versions"]
+    blas = machine.get("blas") or {}
+    lines = [
+        f"fastnn bench ({result['config']['mode']}), {machine['date']}",
+        f"machine: {machine['cpu']}, {machine['cpus_usable']} usable CPU(s), "
+        f"{fmt_bytes(machine.get('memory_bytes'))} RAM, "
+        + ", ".join(f"{k} {v}" for k, v in machine["caches"].items()),
+        "software: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+        + (f"; BLAS {blas.get('internal_api')} {blas.get('version')} "
+           f"({blas.get('architecture')} kernels)" if blas else ""),
+        f"contenders: {', '.join(result['contenders'])}",
+    ]
+    for name, reason in result["skipped"].items():
+        lines.append(f"  not run: {name}: {reason}")
+    env = machine.get("environment") or {}
+    if env:
+        lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    return lines
+
+
+def _roofline(result):
+    lines = []
+    for threads, roof in result.get("roofline", {}).items():
+        dram, cache, naive = roof["triad_dram"], roof["triad_cache"], roof["triad_numpy"]
+        gemm = ", ".join(f"{name} {g['gflops']:.0f} GFLOP/s" for name, g in roof["gemm"].items())
+        lines.append(
+            f"roofline, {threads} thread(s): DRAM triad {dram['gbps']:.1f} GB/s "
+            f"({dram['method']}, 3 x {dram['bytes_per_array'] >> 20} MiB); "
+            f"in-cache triad {cache['gbps']:.1f} GB/s; "
+            f"NumPy's a = b + s*c {naive['gbps']:.1f} GB/s (temporaries, not the roof); "
+            f"GEMM {roof['gemm'] and next(iter(roof['gemm'].values()))['n']}^3: {gemm}")
+    return lines
+
+
+def _startup(result):
+    figures = result.get("startup")
+    if not figures:
+        return []
+    lines = []
+    imp = figures.get("import") or {}
+    if "error" in imp:
+        lines.append(f"start-up: import fastnn failed to measure: {imp['error']}")
+    elif imp:
+        lines.append(f"start-up: import fastnn {fmt_time(imp['import_fastnn_s'])} "
+                     f"(of which import numpy {fmt_time(imp['import_numpy_s'])}), "
+                     f"median of {imp['processes']} fresh processes")
+    for name, entry in figures.get("backends", {}).items():
+        if "error" in entry:
+            lines.append(f"  fastnn[{name}]: {entry['error']}")
+            continue
+        text = (f"  fastnn[{name}], warm on-disk cache: first call "
+                f"{fmt_time(entry['first_call_s'])} (second {fmt_time(entry['second_call_s'])}), "
+                f"warmup() loading every kernel {fmt_time(entry['warmup_s'])}")
+        if "cold_warmup_s" in entry:
+            text += f"; cold compile of every kernel {fmt_time(entry['cold_warmup_s'])}"
+        else:
+            text += "; cold compile not measured (--cold-compile or --full)"
+        lines.append(text)
+    warm = result.get("warmup_in_process_s") or {}
+    if warm and "error" not in warm:
+        lines.append("  this process's fastnn.warmup(): "
+                     + ", ".join(f"{k} {fmt_time(v)}" for k, v in warm.items()))
+    return lines
+
+
+_COLUMNS = (("size", 22, "<"), ("impl", 14, "<"), ("median", 9, ">"), ("min", 9, ">"),
+            ("max", 9, ">"), ("xNumPy", 7, ">"), ("xTorch", 7, ">"), ("rate", 12, ">"),
+            ("%roof", 6, ">"), ("extra", 8, ">"))
+
+
+def _line(values):
+    return " ".join(f"{v:{align}{width}}" for v, (_, width, align) in zip(values, _COLUMNS)).rstrip()
+
+
+def _kernel_tables(result):
+    from .cases import KERNELS
+    rows = result["rows"]
+    lines = []
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["dtype"], row["threads"], row["kernel"]), []).append(row)
+    for (dtype, threads, kernel_name), group in groups.items():
+        kernel = KERNELS[kernel_name]
+        cost = (f"min bytes {kernel.bytes_formula}" if kernel.bytes_formula
+                else f"flops {kernel.flops_formula}")
+        lines += ["", f"{kernel.name}, {dtype}, {threads} thread(s): {kernel.title}; {cost}",
+                  _line([name for name, _, _ in _COLUMNS])]
+        previous_size = None
+        for row in group:
+            size = f"{row['size']} {row['label']}" if row["size"] != previous_size else ""
+            previous_size = row["size"]
+            if row["status"] != "ok":
+                lines.append(_line([size, row["contender"]]) + "  " + row["status"].upper())
+                continue
+            lines.append(_line([
+                size, row["contender"], fmt_time(row["median_s"]), fmt_time(row["min_s"]),
+                fmt_time(row["max_s"]), fmt_ratio(row.get("vs_numpy")),
+                fmt_ratio(row.get("vs_torch")), fmt_rate(row), fmt_share(row.get("of_roof")),
+                fmt_bytes(row.get("extra_bytes")) if row["kind"] != "bound" else "",
+            ]))
+    return lines
+
+
+def _scaling(result):
+    threads = result["config"]["threads"]
+    if len(threads) < 2:
+        return []
+    low, high = min(threads), max(threads)
+    medians = {}
+    for row in result["rows"]:
+        if row.get("median_s") is not None:
+            key = (row["dtype"], row["kernel"], row["size"], row["label"], row["contender"])
+            medians.setdefault(key, {})[row["threads"]] = row["median_s"]
+    lines = ["", f"thread scaling: median at {low} and {high} thread(s), "
+             f"speedup = t{low} / t{high}",
+             f"{'kernel':24} {'size':24} {'impl':14} {'t' + str(low):>9} {'t' + str(high):>9} "
+             f"{'speedup':>7}"]
+    for (dtype, kernel, size, label, contender), by_threads in medians.items():
+        if low in by_threads and high in by_threads:
+            lines.append(f"{kernel:24} {size + ' ' + label:24} {contender:14} "
+                         f"{fmt_time(by_threads[low]):>9} {fmt_time(by_threads[high]):>9} "
+                         f"{by_threads[low] / by_threads[high]:7.2f}")
+    return lines
+
+
+def _targets(result):
+    verdicts = result.get("targets") or []
+    if not verdicts:
+        return []
+    lines = ["", "targets (issue 3; met / MISSED, '-' when a figure is missing):"]
+    names = {"vs_numpy": "xNumPy", "vs_torch": "xTorch", "of_triad": "of triad",
+             "gemm_overhead": "over gemm-only"}
+    for verdict in verdicts:
+        parts = []
+        for criterion, c in verdict["criteria"].items():
+            if criterion in ("of_triad", "gemm_overhead"):
+                wanted = f"{'<=' if criterion == 'gemm_overhead' else '>='}{100 * c['wanted']:.0f}%"
+                got = "-" if c["got"] is None else f"{100 * c['got']:+.0f}%" \
+                    if criterion == "gemm_overhead" else f"{100 * c['got']:.0f}%"
+            else:
+                wanted = f">={c['wanted']:g}"
+                got = "-" if c["got"] is None else fmt_ratio(c["got"])
+            mark = {True: "met", False: "MISSED", None: "-"}[c["met"]]
+            parts.append(f"{names[criterion]} {got} ({wanted} {mark})")
+        lines.append(f"  {verdict['contender']} {verdict['kernel']} {verdict['label']} "
+                     f"{verdict['dtype']} {verdict['threads']}t: " + "; ".join(parts))
+    met = sum(c["met"] is True for v in verdicts for c in v["criteria"].values())
+    missed = sum(c["met"] is False for v in verdicts for c in v["criteria"].values())
+    lines.append(f"  {met} criteria met, {missed} missed")
+    return lines
+
+
+def _failures(result):
+    failures = result.get("failures") or []
+    if not failures:
+        return []
+    lines = ["", f"{len(failures)} contender run(s) FAILED (wrong output or error; not timed):"]
+    for row in failures:
+        lines.append(f"  {row['contender']} {row['kernel']} {row['label']} {row['dtype']} "
+                     f"{row['threads']}t: {row['status']}")
+    return lines
+
+
+def render(result):
+    """The whole report as a string."""
+    lines = _header(result) + _roofline(result) + _startup(result)
+    lines += _kernel_tables(result) + _scaling(result) + _targets(result) + _failures(result)
+    lines += ["", f"baseline: {contenders_mod.BASELINE} = idiomatic NumPy (fastnn/bench/baselines.py); "
+              f"speedup = other median / this median; finished in {result['elapsed_s']:.0f} s"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,200 @@
+"""Runs a benchmark: roofline, start-up, then every case, checked then timed.
+
+A case is one kernel at one size, dtype and thread count.  For each case:
+
+1. inputs are built once per (kernel, size, dtype) with a fixed seed, and the
+   reference outputs computed by the NumPy baseline in float64;
+2. per thread count, every contender gets its own copies of the arrays the
+   kernel updates in place, runs once (compiling if it must), and its
+   outputs are compared with the reference; a contender that fails the
+   comparison or raises is reported and not timed;
+3. the contenders that passed are timed together, interleaved
+   (``timing.time_interleaved``), and their peak extra memory is measured
+   with tracemalloc once per case (first thread count);
+4. derived figures: speedups against the NumPy baseline and PyTorch, GB/s
+   from the kernel's minimum bytes (``cases``) and its share of the DRAM
+   triad, or GFLOP/s and its share of the measured GEMM rate.
+
+Everything ends up in one JSON-serializable dict (``run``'s result).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import cases, contenders as contenders_mod, roofline, startup, timing
+from . import targets as targets_mod
+from .machine import describe
+
+
+@dataclass
+class Config:
+    kernels: list                       # kernel names, in order
+    sizes: dict                         # kernel name -> list of size names
+    dtypes: list = field(default_factory=lambda: ["float32"])
+    threads: list = field(default_factory=list)
+    backends: list = None               # fastnn backends (None: every available one)
+    use_torch: bool = True
+    budget_s: float = 0.4               # timing budget per case and thread count
+    min_rounds: int = 5
+    memory: bool = True
+    startup: bool = True
+    cold_compile: bool = False
+    roofline: bool = True
+    mode: str = "quick"
+
+
+def _fresh_copies(kernel, inputs):
+    own = dict(inputs)
+    for name in kernel.mutable:
+        own[name] = inputs[name].copy()
+    return own
+
+
+def _describe_error(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
+
+
+def _run_case(kernel, size, dtype, threads, contenders, inputs, reference, config,
+              measure_memory):
+    """Result rows (one per contender) of one case."""
+    rows = []
+    calls = {}
+    base = {"kernel": kernel.name, "size": size.name, "label": size.label,
+            "shape": list(size.shape), "dtype": dtype, "threads": threads,
+            "min_bytes": kernel.min_bytes(size.shape, np.dtype(dtype).itemsize),
+            "flops": kernel.flops(size.shape)}
+    for contender in contenders:
+        row = dict(base, contender=contender.name, kind=contender.kind, status="ok",
+                   error=None)
+        own = _fresh_copies(kernel, inputs)
+        try:
+            prepared = contender.prepare(kernel, own)
+            if prepared is None:
+                continue
+            call, outputs = prepared
+            result = call()
+            if outputs is not None:
+                error, where = cases.compare(outputs(result), reference, dtype)
+                row["error"] = error
+                if not cases.within_tolerance(error, dtype):
+                    row["status"] = f"wrong: {where} off by {error:.2g} (relative)"
+            del result
+        except Exception as exc:        # a broken contender is reported, not fatal
+            row["status"] = f"error: {_describe_error(exc)}"
+        rows.append(row)
+        if row["status"] == "ok":
+            calls[contender.name] = call
+    timings = timing.time_interleaved(calls, budget_s=config.budget_s,
+                                      min_rounds=config.min_rounds)
+    for row in rows:
+        measured = timings.get(row["contender"])
+        if measured is None:
+            continue
+        row.update(median_s=measured.median, min_s=measured.min, max_s=measured.max,
+                   rounds=measured.rounds, inner=measured.inner)
+        if measure_memory and row["kind"] in ("baseline", "fastnn"):
+            row["extra_bytes"] = timing.peak_extra_bytes(calls[row["contender"]])
+    return rows
+
+
+def _derive(rows, roofs):
+    """Speedups and roofline shares, in place."""
+    by_case = {}
+    for row in rows:
+        by_case.setdefault((row["kernel"], row["size"], row["dtype"], row["threads"]),
+                           []).append(row)
+    for case_rows in by_case.values():
+        medians = {r["contender"]: r.get("median_s") for r in case_rows}
+        numpy_s = medians.get(contenders_mod.BASELINE)
+        torch_s = medians.get(contenders_mod.TORCH)
+        for row in case_rows:
+            median = row.get("median_s")
+            if median is None:
+                continue
+            roof = roofs.get(row["threads"])
+            if row["kind"] != "bound":
+                row["vs_numpy"] = numpy_s / median if numpy_s else None
+                row["vs_torch"] = torch_s / median if torch_s else None
+            if row["min_bytes"] is not None:
+                row["gbps"] = row["min_bytes"] / median / 1e9
+                if roof:
+                    row["of_roof"] = row["gbps"] / roof["triad_dram"]["gbps"]
+            if row["flops"] is not None:
+                row["gflops"] = row["flops"] / median / 1e9
+                gemm = roof["gemm"].get(row["dtype"]) if roof else None
+                if gemm:
+                    row["of_roof"] = row["gflops"] / gemm["gflops"]
+
+
+def count_cases(config):
+    per_threads = sum(len(config.sizes[k]) for k in config.kernels) * len(config.dtypes)
+    return per_threads * len(config.threads)
+
+
+def run(config, progress=lambda message, step=None, total=None: None):
+    """Run the benchmark ``config`` describes; returns every figure as a dict."""
+    started = time.perf_counter()
+    contenders, skipped = contenders_mod.make_contenders(config.backends, config.use_torch)
+    fastnn_names = [c.backend for c in contenders if c.kind == "fastnn"]
+    result = {"config": {"mode": config.mode, "kernels": config.kernels, "sizes": config.sizes,
+                         "dtypes": config.dtypes, "threads": config.threads,
+                         "budget_s": config.budget_s, "min_rounds": config.min_rounds},
+              "contenders": [c.name for c in contenders], "skipped": skipped}
+
+    import fastnn
+    progress("compiling / loading the JIT kernels (fastnn.warmup)")
+    try:
+        result["warmup_in_process_s"] = fastnn.warmup(fastnn_names) if fastnn_names else {}
+    except Exception as exc:
+        result["warmup_in_process_s"] = {"error": _describe_error(exc)}
+
+    if config.startup:
+        progress("start-up figures (fresh processes)")
+        result["startup"] = startup.measure(fastnn_names, cold=config.cold_compile,
+                                            progress=progress)
+
+    roofs = {}
+    if config.roofline:
+        for threads in config.threads:
+            progress(f"roofline: triad and GEMM at {threads} thread(s)")
+            contenders_mod.set_threads(threads)
+            roofs[threads] = roofline.measure(threads, config.dtypes,
+                                              quick=config.mode == "quick")
+    result["roofline"] = {str(t): figures for t, figures in roofs.items()}
+    result["machine"] = describe()
+
+    rows = []
+    total, step = count_cases(config), 0
+    for dtype in config.dtypes:
+        for kernel_name in config.kernels:
+            kernel = cases.KERNELS[kernel_name]
+            for size_name in config.sizes[kernel_name]:
+                size = kernel.size(size_name)
+                inputs = cases.case_inputs(kernel, size, dtype)
+                reference = cases.reference_outputs(kernel, inputs)
+                for index, threads in enumerate(config.threads):
+                    step += 1
+                    progress(f"{kernel.name} {size.name} {size.label} {dtype} "
+                             f"{threads} thread(s)", step, total)
+                    contenders_mod.set_threads(threads)
+                    rows.extend(_run_case(kernel, size, dtype, threads, contenders, inputs,
+                                          reference, config, measure_memory=config.memory
+                                          and index == 0))
+                del inputs, reference
+    contenders_mod.set_threads(max(config.threads))
+    _derive(rows, roofs)
+    # Memory is measured once per case; copy it to the rows of other thread counts.
+    memory = {(r["kernel"], r["size"], r["dtype"], r["contender"]): r["extra_bytes"]
+              for r in rows if "extra_bytes" in r}
+    for row in rows:
+        key = (row["kernel"], row["size"], row["dtype"], row["contender"])
+        if "extra_bytes" not in row and key in memory:
+            row["extra_bytes"] = memory[key]
+    result["rows"] = rows
+    result["targets"] = targets_mod.check(rows)
+    result["failures"] = [r for r in rows if r["status"] != "ok"]
+    result["elapsed_s"] = time.perf_counter() - started
+    return result

@@ -1,0 +1,118 @@
+"""Timing that survives a noisy, shared machine, and peak extra memory.
+
+``time_interleaved`` times several implementations of one kernel on one
+input together:
+
+1. warm-up outside the timed region (each call at least once more after the
+   correctness check that already ran it, until ~20 ms have passed);
+2. calibration: a call shorter than ``sample_s`` is repeated ``inner``
+   times per sample so the clock's resolution and Python's loop overhead do
+   not dominate; a sample's time is divided by ``inner``;
+3. rounds: each round takes one sample of every implementation, the order
+   rotated from round to round, so slow drift of the machine (another
+   process, frequency, the page cache) hits every implementation alike;
+4. as many rounds as fit in ``budget_s``, at least ``min_rounds``.
+
+The garbage collector is off while timing.  Results are per-call seconds:
+min, median and max over the rounds.  Medians are what the tables compare.
+
+``peak_extra_bytes`` runs one call under ``tracemalloc`` and reports the
+peak of traced memory beyond what the call leaves allocated (its outputs):
+the temporaries a kernel needs.  NumPy's and Numba's array allocations are
+traced; PyTorch's allocator is not, so its figure is unknown.
+"""
+
+import gc
+import math
+import statistics
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+
+_clock = time.perf_counter
+
+
+@dataclass
+class Timing:
+    samples: list = field(default_factory=list)   # seconds per call, one per round
+    inner: int = 1                                # calls per sample
+
+    @property
+    def median(self):
+        return statistics.median(self.samples)
+
+    @property
+    def min(self):
+        return min(self.samples)
+
+    @property
+    def max(self):
+        return max(self.samples)
+
+    @property
+    def rounds(self):
+        return len(self.samples)
+
+
+def _warm(call, seconds):
+    """Call until ``seconds`` have passed (at least once); return the last call's time."""
+    deadline = _clock() + seconds
+    while True:
+        start = _clock()
+        call()
+        elapsed = _clock() - start
+        if _clock() >= deadline:
+            return elapsed
+
+
+def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
+                     sample_s=2e-3, warmup_s=0.02):
+    """Time every ``calls[name]`` (zero-argument functions); ``{name: Timing}``."""
+    names = list(calls)
+    if not names:
+        return {}
+    per_call = {name: max(_warm(calls[name], warmup_s), 1e-7) for name in names}
+    inner = {name: max(1, min(10_000, math.ceil(sample_s / per_call[name]))) for name in names}
+    round_s = sum(per_call[name] * inner[name] for name in names)
+    rounds = int(max(min_rounds, min(max_rounds, budget_s // max(round_s, 1e-9))))
+    timings = {name: Timing(inner=inner[name]) for name in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                call, repeat = calls[name], inner[name]
+                if repeat == 1:
+                    start = _clock()
+                    call()
+                    elapsed = _clock() - start
+                else:
+                    loop = range(repeat)
+                    start = _clock()
+                    for _ in loop:
+                        call()
+                    elapsed = (_clock() - start) / repeat
+                timings[name].samples.append(elapsed)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return timings
+
+
+def peak_extra_bytes(call):
+    """Peak bytes one ``call()`` allocates beyond what it returns (NumPy/Numba arrays)."""
+    gc.collect()
+    already_tracing = tracemalloc.is_tracing()
+    if not already_tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        result = call()
+        after, peak = tracemalloc.get_traced_memory()
+        del result
+    finally:
+        if not already_tracing:
+            tracemalloc.stop()
+    return max(0, peak - max(after, before))

@@ -60,11 +60,13 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
     dtype = x.dtype
     weight = v.optional_float_array("weight", weight, dtype, (C,))
     bias = v.optional_float_array("bias", bias, dtype, (C,))
-    if running_mean is not None:
-        v.writable_array("running_mean", running_mean, dtype, (C,))
-    if running_var is not None:
-        v.writable_array("running_var", running_var, dtype, (C,))
     training = v.flag("training", training)
+    # Training updates the running statistics in place; evaluation only reads them.
+    stat_check = v.writable_array if training else v.optional_float_array
+    if running_mean is not None:
+        running_mean = stat_check("running_mean", running_mean, dtype, (C,))
+    if running_var is not None:
+        running_var = stat_check("running_var", running_var, dtype, (C,))
     momentum = v.real("momentum", momentum, 0.0, 1.0)
     eps = v.real("eps", eps, 0.0)
     if training:

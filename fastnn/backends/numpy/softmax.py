@@ -82,8 +82,9 @@ def _scale(grad_loss, reduction, denominator, dtype):
     if reduction == "none":
         return np.asarray(grad_loss, dtype)[:, None]
     if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return dtype.type(np.float64(grad_loss) / denominator)
+        # No counted weight at all: the loss is nan (0/0) but nothing flows
+        # back, as in PyTorch, so the gradient is 0 rather than nan.
+        return dtype.type(np.float64(grad_loss) / denominator if denominator else 0.0)
     return dtype.type(grad_loss)
 
 

@@ -42,8 +42,9 @@ over the whole range plus random points (/tmp/cehelper/check_vexp.py):
 at most 1.05 ulp for float64 and float32, the same in the subnormal range
 (in units of the smallest subnormal), exact 0 / inf / NaN at the edges.
 
-``fma(a, b, c)`` (``a*b + c`` rounded once, the ``llvm.fma`` intrinsic) is
-exported for the kernels too.
+Also exported for the kernels: ``fma(a, b, c)`` (``a*b + c`` rounded once,
+``llvm.fma``) and ``maximum(a, b)`` (``llvm.maximum``, NaN-propagating, whose
+running reduction LLVM vectorizes without fast-math flags).
 """
 
 import math
@@ -73,6 +74,28 @@ def fma(typingctx, a, b, c):
         return builder.call(fn, args)
 
     return a(a, b, c), codegen
+
+
+@intrinsic
+def maximum(typingctx, a, b):
+    """IEEE maximum (``llvm.maximum``): NaN if either is NaN, -0 < +0.
+
+    A running ``m = maximum(m, x[j])`` is exactly associative, so LLVM
+    vectorizes that reduction without fast-math flags; the usual
+    ``x if x > m else m`` stays a scalar chain unless ``nnan`` is allowed.
+    """
+    if not (isinstance(a, types.Float) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        llty = args[0].type
+        suffix = "f64" if llty == ir.DoubleType() else "f32"
+        fnty = ir.FunctionType(llty, [llty, llty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                            "llvm.maximum." + suffix)
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
 
 
 def _make_pow2_intrinsic(raise_f64, raise_f32):
@@ -139,23 +162,31 @@ _Q9_64 = 2.5100375832561234e-08
 
 @jit()
 def _exp_reduced_f64(x):
-    """(exp(r), k + magic, k) with x = k*ln2 + r, for a clamped float64 x."""
+    """(t, k + magic, k) with x = k*ln2 + r and exp(r) ~= 1 + t; x clamped.
+
+    The polynomial is evaluated by Estrin's scheme (powers r**2, r**4,
+    r**8 combine independent pairs): 5 multiply-adds deep instead of Horner's
+    10, which matters because a vector loop of this is latency-bound - the
+    out-of-order window holds only a few iterations of a long chain.
+    """
     shifted = fma(x, _LOG2E_64, _MAGIC_64)
     k = shifted - _MAGIC_64
     r = fma(-k, _LN2_HI_64, x)
     r = fma(-k, _LN2_LO_64, r)
-    q = fma(_Q9_64, r, _Q8_64)
-    q = fma(q, r, _Q7_64)
-    q = fma(q, r, _Q6_64)
-    q = fma(q, r, _Q5_64)
-    q = fma(q, r, _Q4_64)
-    q = fma(q, r, _Q3_64)
-    q = fma(q, r, _Q2_64)
-    q = fma(q, r, _Q1_64)
-    q = fma(q, r, _Q0_64)
-    # 1 + (r + r**2 q): the small part is rounded first, so the sum is
-    # within one rounding of exp(r).
-    return 1.0 + fma(r * r, q, r), shifted, k
+    r2 = r * r
+    r4 = r2 * r2
+    q01 = fma(_Q1_64, r, _Q0_64)
+    q23 = fma(_Q3_64, r, _Q2_64)
+    q45 = fma(_Q5_64, r, _Q4_64)
+    q67 = fma(_Q7_64, r, _Q6_64)
+    q89 = fma(_Q9_64, r, _Q8_64)
+    q03 = fma(q23, r2, q01)
+    q47 = fma(q67, r2, q45)
+    q07 = fma(q47, r4, q03)
+    q = fma(q89, r4 * r4, q07)
+    # t = r + r**2 q, rounded once; 1 + t is added by the caller inside its
+    # final multiply-add.
+    return fma(r2, q, r), shifted, k
 
 
 @jit()
@@ -163,20 +194,26 @@ def exp_f64(x):
     """exp(x) for float64 x, branch-free, any x."""
     x = _LOWEST_64 if x < _LOWEST_64 else x
     x = _HIGHEST_64 if x > _HIGHEST_64 else x
-    p, _, k = _exp_reduced_f64(x)
+    t, _, k = _exp_reduced_f64(x)
     # k = k_half + k_rest with both in [-539, 513]: each 2**ki is normal.
     shifted_half = fma(k, 0.5, _MAGIC_64)
     k_half = shifted_half - _MAGIC_64
     shifted_rest = (k - k_half) + _MAGIC_64
-    return (p * _pow2_from_shifted(shifted_half)) * _pow2_from_shifted(shifted_rest)
+    scale_half = _pow2_from_shifted(shifted_half)
+    return fma(scale_half, t, scale_half) * _pow2_from_shifted(shifted_rest)
 
 
 @jit()
 def exp_nonpositive_f64(x):
     """exp(x) for float64 x <= 0 (or -inf, NaN), branch-free."""
     x = _LOWEST_64 if x < _LOWEST_64 else x
-    p, shifted, _ = _exp_reduced_f64(x)
-    return (p * _pow2_raised_from_shifted(shifted)) * _UNRAISE_64
+    t, shifted, _ = _exp_reduced_f64(x)
+    # 2**(k + 55) is normal, and times 2**-55 it is 2**k exactly (a
+    # subnormal for k < -1022; 0 for k < -1074, where exp(x) < 2**-1074.5
+    # but for the last half-unit).  The result 2**k * (1 + t) is then
+    # rounded once, subnormal or not.
+    scale = _pow2_raised_from_shifted(shifted) * _UNRAISE_64
+    return fma(scale, t, scale)
 
 
 # --- float32 constants -----------------------------------------------------
@@ -188,7 +225,6 @@ _LN2_LO_32 = np.float32(-0.00021219444170128554)
 _LOWEST_32 = np.float32(-104.0)          # exp(x) < 2**-150 (rounds to 0) below this
 _HIGHEST_32 = np.float32(89.0)           # exp(x) > largest float32 above this
 _HALF_32 = np.float32(0.5)
-_ONE_32 = np.float32(1.0)
 _UNRAISE_32 = np.float32(2.0 ** -_RAISE_32)
 # q(r) of degree 4: polynomial error 7.8e-9 (0.07 ulp), coefficients
 # rounded to float32.
@@ -201,16 +237,16 @@ _Q4_32 = np.float32(0.0013926175888627768)
 
 @jit()
 def _exp_reduced_f32(x):
-    """(exp(r), k + magic, k) with x = k*ln2 + r, for a clamped float32 x."""
+    """(t, k + magic, k) with x = k*ln2 + r and exp(r) ~= 1 + t; x clamped."""
     shifted = fma(x, _LOG2E_32, _MAGIC_32)
     k = shifted - _MAGIC_32
     r = fma(-k, _LN2_HI_32, x)
     r = fma(-k, _LN2_LO_32, r)
-    q = fma(_Q4_32, r, _Q3_32)
-    q = fma(q, r, _Q2_32)
-    q = fma(q, r, _Q1_32)
-    q = fma(q, r, _Q0_32)
-    return _ONE_32 + fma(r * r, q, r), shifted, k
+    r2 = r * r
+    q01 = fma(_Q1_32, r, _Q0_32)
+    q23 = fma(_Q3_32, r, _Q2_32)
+    q = fma(fma(_Q4_32, r2, q23), r2, q01)
+    return fma(r2, q, r), shifted, k
 
 
 @jit()
@@ -218,19 +254,21 @@ def exp_f32(x):
     """exp(x) for float32 x in float32 arithmetic, branch-free, any x."""
     x = _LOWEST_32 if x < _LOWEST_32 else x
     x = _HIGHEST_32 if x > _HIGHEST_32 else x
-    p, _, k = _exp_reduced_f32(x)
+    t, _, k = _exp_reduced_f32(x)
     shifted_half = fma(k, _HALF_32, _MAGIC_32)
     k_half = shifted_half - _MAGIC_32
     shifted_rest = (k - k_half) + _MAGIC_32
-    return (p * _pow2_from_shifted(shifted_half)) * _pow2_from_shifted(shifted_rest)
+    scale_half = _pow2_from_shifted(shifted_half)
+    return fma(scale_half, t, scale_half) * _pow2_from_shifted(shifted_rest)
 
 
 @jit()
 def exp_nonpositive_f32(x):
     """exp(x) for float32 x <= 0 (or -inf, NaN), branch-free."""
     x = _LOWEST_32 if x < _LOWEST_32 else x
-    p, shifted, _ = _exp_reduced_f32(x)
-    return (p * _pow2_raised_from_shifted(shifted)) * _UNRAISE_32
+    t, shifted, _ = _exp_reduced_f32(x)
+    scale = _pow2_raised_from_shifted(shifted) * _UNRAISE_32
+    return fma(scale, t, scale)
 
 
 # --- generic entry points ---------------------------------------------------

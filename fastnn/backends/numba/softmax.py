@@ -50,7 +50,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, use_parallel
-from ._vexp import vexp_nonpositive
+from ._vexp import maximum, vexp_nonpositive
 
 # Rows are handed to threads in blocks of about this many elements; the
 # block size depends on C only (never on the thread count), and each block
@@ -58,283 +58,251 @@ from ._vexp import vexp_nonpositive
 _BLOCK_ELEMENTS = 1 << 15
 
 
-# --- row kernels ---------------------------------------------------------
-# Each takes 1-D C-contiguous rows.  Reductions use 8 independent
-# accumulators: without fastmath LLVM may not reorder a single running sum or
-# max, so one accumulator would be a scalar chain, while 8 are packed into
-# one (float32) or two (float64) vector registers.
+# --- row helpers -------------------------------------------------------------
+# A helper takes a 2-D C-contiguous array and a row index, never a row slice:
+# a slice passed to a function that LLVM does not inline costs an atomic
+# increment and decrement of the array's reference count per call, and with
+# two threads those atomics fight over one cache line.  The helpers are small
+# enough for LLVM to inline, and the exp loops are written out in the block
+# functions below for the same reason; indices X[i, j] with i and j from
+# range() are provably non-negative, so no wraparound test blocks the
+# vectorizer.
+#
+# Numba runs LLVM without its SLP vectorizer, so only loops vectorize, and a
+# floating-point running sum only when LLVM may reorder it: the row sums are
+# compiled with fastmath={"reassoc"} and nothing else (no nnan/ninf, so -inf
+# and NaN keep their meaning; no contraction).  The order LLVM picks is fixed
+# in the compiled code, and the same row code runs in the serial and the
+# parallel kernels, so results are bitwise identical across thread counts
+# (tested).  The max uses llvm.maximum, which vectorizes with no flag at all.
 
 @jit()
-def _row_max(x):
-    """max(x) of a non-empty row (NaN entries are skipped, -inf kept)."""
-    n = x.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = x[0]
-    n8 = n - n % 8
-    for j in range(0, n8, 8):
-        v = x[j]
-        a0 = v if v > a0 else a0
-        v = x[j + 1]
-        a1 = v if v > a1 else a1
-        v = x[j + 2]
-        a2 = v if v > a2 else a2
-        v = x[j + 3]
-        a3 = v if v > a3 else a3
-        v = x[j + 4]
-        a4 = v if v > a4 else a4
-        v = x[j + 5]
-        a5 = v if v > a5 else a5
-        v = x[j + 6]
-        a6 = v if v > a6 else a6
-        v = x[j + 7]
-        a7 = v if v > a7 else a7
-    for j in range(n8, n):
-        v = x[j]
-        a0 = v if v > a0 else a0
-    a0 = a1 if a1 > a0 else a0
-    a2 = a3 if a3 > a2 else a2
-    a4 = a5 if a5 > a4 else a4
-    a6 = a7 if a7 > a6 else a6
-    a0 = a2 if a2 > a0 else a0
-    a4 = a6 if a6 > a4 else a4
-    return a4 if a4 > a0 else a0
+def _row_max(X, i):
+    """max of row i (NaN if the row holds a NaN); the row is not empty."""
+    m = X[i, 0]
+    for j in range(X.shape[1]):
+        m = maximum(m, X[i, j])
+    return m
 
 
-@jit()
-def _row_sum_f64(e):
-    """sum(e) accumulated in float64, in a fixed order."""
-    n = e.shape[0]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    n8 = n - n % 8
-    for j in range(0, n8, 8):
-        s0 += e[j]
-        s1 += e[j + 1]
-        s2 += e[j + 2]
-        s3 += e[j + 3]
-        s4 += e[j + 4]
-        s5 += e[j + 5]
-        s6 += e[j + 6]
-        s7 += e[j + 7]
-    for j in range(n8, n):
-        s0 += e[j]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+@jit(fastmath={"reassoc"})
+def _row_sum_f64(E, i):
+    """sum of row i accumulated in float64."""
+    s = 0.0
+    for j in range(E.shape[1]):
+        s += E[i, j]
+    return s
 
 
-@jit()
-def _row_exp_shifted(x, m, e):
-    """e = exp(x - m), x and e distinct rows."""
-    for j in range(x.shape[0]):
-        e[j] = vexp_nonpositive(x[j] - m)
-
-
-@jit()
-def _row_exp_shifted_inplace(e, m):
-    """e = exp(e - m) in place (one array, so LLVM needs no alias check)."""
-    for j in range(e.shape[0]):
-        e[j] = vexp_nonpositive(e[j] - m)
-
-
-@jit()
-def _row_weighted_shifted_sum(x, m, weight, has_weight):
-    """sum_c w[c] (x[c] - m) in float64; a zero weight adds 0 even at -inf."""
-    n = x.shape[0]
-    s0 = s1 = s2 = s3 = 0.0
-    n4 = n - n % 4
+@jit(fastmath={"reassoc"})
+def _row_shifted_sum(X, i, m):
+    """sum_c (X[i, c] - m) in float64."""
     mf = np.float64(m)
-    if has_weight:
-        for j in range(0, n4, 4):
-            w = weight[j]
-            s0 += w * (x[j] - mf) if w != 0 else 0.0
-            w = weight[j + 1]
-            s1 += w * (x[j + 1] - mf) if w != 0 else 0.0
-            w = weight[j + 2]
-            s2 += w * (x[j + 2] - mf) if w != 0 else 0.0
-            w = weight[j + 3]
-            s3 += w * (x[j + 3] - mf) if w != 0 else 0.0
-        for j in range(n4, n):
-            w = weight[j]
-            s0 += w * (x[j] - mf) if w != 0 else 0.0
-    else:
-        for j in range(0, n4, 4):
-            s0 += x[j] - mf
-            s1 += x[j + 1] - mf
-            s2 += x[j + 2] - mf
-            s3 += x[j + 3] - mf
-        for j in range(n4, n):
-            s0 += x[j] - mf
-    return (s0 + s1) + (s2 + s3)
+    s = 0.0
+    for j in range(X.shape[1]):
+        s += X[i, j] - mf
+    return s
 
 
-@jit()
-def _row_target_sums(x, m, t, weight, has_weight, keep, spread):
-    """(T, sum_c wt[c] (x[c] - m)) with wt = w * (keep * t + spread), float64.
+@jit(fastmath={"reassoc"})
+def _row_weighted_shifted_sum(X, i, m, weight):
+    """sum_c w[c] (X[i, c] - m) in float64; a zero weight adds 0 even at -inf."""
+    mf = np.float64(m)
+    s = 0.0
+    for j in range(X.shape[1]):
+        w = np.float64(weight[j])
+        s += w * (X[i, j] - mf) if w != 0.0 else 0.0
+    return s
 
-    keep = 1 - label_smoothing, spread = label_smoothing / C.  A class with
-    wt = 0 adds nothing, even where x is -inf (xlogy convention).
+
+@jit(fastmath={"reassoc"})
+def _row_target_sums(X, i, m, T, weight, keep, spread):
+    """(sum_c wt[c], sum_c wt[c] (X[i, c] - m)) in float64, wt = w (keep T[i] + spread).
+
+    keep = 1 - label_smoothing, spread = label_smoothing / C; weight is
+    all ones when the call has none.  A class with wt = 0 adds nothing, even
+    where X is -inf (the xlogy convention).
     """
+    mf = np.float64(m)
     total = 0.0
     dot = 0.0
-    mf = np.float64(m)
-    for j in range(x.shape[0]):
-        wt = keep * t[j] + spread
-        if has_weight:
-            wt *= weight[j]
+    for j in range(X.shape[1]):
+        wt = np.float64(weight[j]) * (keep * T[i, j] + spread)
         total += wt
-        dot += wt * (x[j] - mf) if wt != 0 else 0.0
+        dot += wt * (X[i, j] - mf) if wt != 0.0 else 0.0
     return total, dot
 
 
 @jit()
-def _row_scale(e, scale):
-    """e *= scale (in e's dtype)."""
-    s = e.dtype.type(scale)
-    for j in range(e.shape[0]):
-        e[j] = e[j] * s
+def _row_exp_shifted(X, i, m, E, k):
+    """E[k] = exp(X[i] - m), X and E distinct arrays."""
+    for j in range(X.shape[1]):
+        E[k, j] = vexp_nonpositive(X[i, j] - m)
 
 
 @jit()
-def _row_scale_minus(e, scale, offset):
-    """e = e * scale - offset."""
-    s = e.dtype.type(scale)
-    o = e.dtype.type(offset)
-    for j in range(e.shape[0]):
-        e[j] = e[j] * s - o
+def _row_exp_shifted_inplace(E, i, m):
+    """E[i] = exp(E[i] - m): one array, so LLVM needs no runtime alias check
+    (an exactly aliased pair would fail it and run the scalar loop)."""
+    for j in range(E.shape[1]):
+        E[i, j] = vexp_nonpositive(E[i, j] - m)
 
 
 @jit()
-def _row_scale_minus_weighted(e, scale, offset, weight):
-    """e = e * scale - offset * weight."""
-    s = e.dtype.type(scale)
-    o = e.dtype.type(offset)
-    for j in range(e.shape[0]):
-        e[j] = e[j] * s - o * weight[j]
+def _row_scale(E, i, scale):
+    """E[i] *= scale (in E's dtype)."""
+    s = E.dtype.type(scale)
+    for j in range(E.shape[1]):
+        E[i, j] = E[i, j] * s
 
 
 @jit()
-def _row_scale_minus_target(e, scale, g, t, weight, has_weight, keep, spread):
-    """e = e * scale - g * w * (keep * t + spread), the probability-target gradient."""
-    s = e.dtype.type(scale)
-    gk = e.dtype.type(g * keep)
-    gs = e.dtype.type(g * spread)
-    if has_weight:
-        for j in range(e.shape[0]):
-            e[j] = e[j] * s - (gk * t[j] + gs) * weight[j]
-    else:
-        for j in range(e.shape[0]):
-            e[j] = e[j] * s - (gk * t[j] + gs)
+def _row_scale_minus(E, i, scale, offset):
+    """E[i] = E[i] * scale - offset."""
+    s = E.dtype.type(scale)
+    o = E.dtype.type(offset)
+    for j in range(E.shape[1]):
+        E[i, j] = E[i, j] * s - o
 
 
 @jit()
-def _ce_index_row(x, y, weight, has_weight, weight_sum, eps, g, e, inplace, write_grad):
-    """Loss (float64) of one row with class target y; gradient into e if asked.
-
-    e is the gradient row (which may be x itself when inplace) or a scratch
-    row; everything read from x is read before e is written.
-    """
-    C = x.shape[0]
-    m = _row_max(x)
-    x_y = np.float64(x[y])
-    w_y = np.float64(weight[y]) if has_weight else 1.0
-    smooth_sum = _row_weighted_shifted_sum(x, m, weight, has_weight) if eps != 0.0 else 0.0
-    if inplace:
-        _row_exp_shifted_inplace(e, m)
-    else:
-        _row_exp_shifted(x, m, e)
-    S = _row_sum_f64(e)
-    lse = math.log(S)
-    mf = np.float64(m)
-    keep = 1.0 - eps
-    loss = keep * w_y * (lse - (x_y - mf))
-    if eps != 0.0:
-        loss += (eps / C) * (lse * weight_sum - smooth_sum)
-    if write_grad:
-        A = keep * w_y + (eps / C) * weight_sum
-        e_y = np.float64(e[y])
-        offset = g * (eps / C)
-        if eps == 0.0:
-            _row_scale(e, g * A / S)
-        elif has_weight:
-            _row_scale_minus_weighted(e, g * A / S, offset, weight)
-        else:
-            _row_scale_minus(e, g * A / S, offset)
-        # The target entry in float64: A e_y / S - keep w_y is a difference
-        # of two numbers near 1 when the prediction is confident.
-        w_off = offset * np.float64(weight[y]) if has_weight else offset
-        e[y] = g * ((A * e_y - keep * w_y * S) / S) - w_off
-    return loss
+def _row_scale_minus_weighted(E, i, scale, offset, weight):
+    """E[i] = E[i] * scale - offset * weight."""
+    s = E.dtype.type(scale)
+    o = E.dtype.type(offset)
+    for j in range(E.shape[1]):
+        E[i, j] = E[i, j] * s - o * weight[j]
 
 
 @jit()
-def _ce_prob_row(x, t, weight, has_weight, eps, g, e, inplace, write_grad):
-    """Loss (float64) of one row with probability target t; gradient into e if asked."""
-    C = x.shape[0]
-    keep = 1.0 - eps
-    spread = eps / C
-    m = _row_max(x)
-    T, dot = _row_target_sums(x, m, t, weight, has_weight, keep, spread)
-    if inplace:
-        _row_exp_shifted_inplace(e, m)
-    else:
-        _row_exp_shifted(x, m, e)
-    S = _row_sum_f64(e)
-    lse = math.log(S)
-    if write_grad:
-        _row_scale_minus_target(e, g * T / S, g, t, weight, has_weight, keep, spread)
-    return lse * T - dot
+def _row_scale_minus_target(E, i, scale, g, T, weight, keep, spread):
+    """E[i] = E[i] * scale - g * w * (keep * T[i] + spread)."""
+    s = E.dtype.type(scale)
+    gk = E.dtype.type(g * keep)
+    gs = E.dtype.type(g * spread)
+    for j in range(E.shape[1]):
+        E[i, j] = E[i, j] * s - (gk * T[i, j] + gs) * weight[j]
 
 
-@jit()
-def _softmax_row(x, y, log):
-    """y = softmax(x) or log_softmax(x) of one row (x and y distinct)."""
-    m = _row_max(x)
-    _row_exp_shifted(x, m, y)
-    S = _row_sum_f64(y)
-    if log:
-        # (x - m) - lse rather than x - (m + lse): with large logits m + lse
-        # would round lse away, and the top class would get log-prob 0.
-        lse = x.dtype.type(math.log(S))
-        for j in range(x.shape[0]):
-            y[j] = (x[j] - m) - lse
-    else:
-        _row_scale(y, 1.0 / S)
-
-
-# --- block loops: the same row code, serial or over threads -----------------
-
-@jit()
-def _rows_per_block(C):
-    return max(1, _BLOCK_ELEMENTS // max(C, 1))
-
+# --- block functions: rows start..stop, called once per block ---------------
 
 @jit()
 def _ce_index_block(start, stop, logits, target, weight, has_weight, weight_sum,
                     ignore_index, eps, grad_scalar, grad_rows, use_grad_rows,
                     grad, write_grad, inplace, row_loss):
+    """Per-row losses (float64) and, if write_grad, gradient rows; class targets.
+
+    grad may be logits itself (inplace): everything read from a logits row is
+    read before its gradient row is written.
+    """
     C = logits.shape[1]
-    scratch = np.empty(0 if write_grad else C, dtype=logits.dtype)
+    scratch = np.empty((1, 0 if write_grad else C), dtype=logits.dtype)
+    keep = 1.0 - eps
+    spread = eps / C
     for i in range(start, stop):
         y = target[i]
         if y == ignore_index:
             row_loss[i] = 0.0
             if write_grad:
-                grad[i, :] = 0
+                for j in range(C):
+                    grad[i, j] = 0
             continue
-        g = grad_rows[i] if use_grad_rows else grad_scalar
-        e = grad[i] if write_grad else scratch
-        row_loss[i] = _ce_index_row(logits[i], y, weight, has_weight, weight_sum,
-                                    eps, g, e, inplace, write_grad)
+        m = _row_max(logits, i)
+        x_y = np.float64(logits[i, y])
+        w_y = np.float64(weight[y]) if has_weight else 1.0
+        smooth_sum = 0.0
+        if eps != 0.0:
+            if has_weight:
+                smooth_sum = _row_weighted_shifted_sum(logits, i, m, weight)
+            else:
+                smooth_sum = _row_shifted_sum(logits, i, m)
+        if not write_grad:
+            _row_exp_shifted(logits, i, m, scratch, 0)
+            S = _row_sum_f64(scratch, 0)
+        elif inplace:
+            _row_exp_shifted_inplace(grad, i, m)
+            S = _row_sum_f64(grad, i)
+        else:
+            _row_exp_shifted(logits, i, m, grad, i)
+            S = _row_sum_f64(grad, i)
+        lse = math.log(S)
+        loss = keep * w_y * (lse - (x_y - np.float64(m)))
+        if eps != 0.0:
+            loss += spread * (lse * weight_sum - smooth_sum)
+        row_loss[i] = loss
+        if write_grad:
+            g = grad_rows[i] if use_grad_rows else grad_scalar
+            A = keep * w_y + spread * weight_sum
+            e_y = np.float64(grad[i, y])
+            offset = g * spread
+            if eps == 0.0:
+                _row_scale(grad, i, g * A / S)
+            elif has_weight:
+                _row_scale_minus_weighted(grad, i, g * A / S, offset, weight)
+            else:
+                _row_scale_minus(grad, i, g * A / S, offset)
+            # The target entry in float64: A e_y / S - keep w_y is a
+            # difference of two numbers near 1 when the prediction is
+            # confident, too close for float32.
+            w_offset = offset * w_y if has_weight else offset
+            grad[i, y] = g * ((A * e_y - keep * w_y * S) / S) - w_offset
 
 
 @jit()
-def _ce_prob_block(start, stop, logits, target, weight, has_weight, eps,
+def _ce_prob_block(start, stop, logits, target, weight, eps,
                    grad_scalar, grad_rows, use_grad_rows, grad, write_grad,
                    inplace, row_loss):
+    """Per-row losses and gradient rows for probability targets.
+
+    weight is all ones when the call has no class weights: multiplying by 1
+    is exact, and one loop per helper keeps them free of branches.
+    """
     C = logits.shape[1]
-    scratch = np.empty(0 if write_grad else C, dtype=logits.dtype)
+    scratch = np.empty((1, 0 if write_grad else C), dtype=logits.dtype)
+    keep = 1.0 - eps
+    spread = eps / C
     for i in range(start, stop):
-        g = grad_rows[i] if use_grad_rows else grad_scalar
-        e = grad[i] if write_grad else scratch
-        row_loss[i] = _ce_prob_row(logits[i], target[i], weight, has_weight, eps,
-                                   g, e, inplace, write_grad)
+        m = _row_max(logits, i)
+        total, dot = _row_target_sums(logits, i, m, target, weight, keep, spread)
+        if not write_grad:
+            _row_exp_shifted(logits, i, m, scratch, 0)
+            S = _row_sum_f64(scratch, 0)
+        elif inplace:
+            _row_exp_shifted_inplace(grad, i, m)
+            S = _row_sum_f64(grad, i)
+        else:
+            _row_exp_shifted(logits, i, m, grad, i)
+            S = _row_sum_f64(grad, i)
+        lse = math.log(S)
+        row_loss[i] = lse * total - dot
+        if write_grad:
+            g = grad_rows[i] if use_grad_rows else grad_scalar
+            _row_scale_minus_target(grad, i, g * total / S, g, target, weight,
+                                    keep, spread)
+
+
+@jit()
+def _softmax_block(start, stop, x, y, log):
+    """Rows start..stop of y = softmax(x) or log_softmax(x) (x, y distinct)."""
+    for i in range(start, stop):
+        m = _row_max(x, i)
+        _row_exp_shifted(x, i, m, y, i)
+        S = _row_sum_f64(y, i)
+        if log:
+            # (x - m) - lse rather than x - (m + lse): with large logits
+            # m + lse would round lse away and the top class would get 0.
+            lse = x.dtype.type(math.log(S))
+            for j in range(x.shape[1]):
+                y[i, j] = (x[i, j] - m) - lse
+        else:
+            _row_scale(y, i, 1.0 / S)
+
+
+# --- serial and parallel drivers ------------------------------------------------
+
+@jit()
+def _rows_per_block(C):
+    return max(1, _BLOCK_ELEMENTS // max(C, 1))
 
 
 @jit()
@@ -369,30 +337,29 @@ def _ce_index_parallel(logits, target, weight, has_weight, weight_sum, ignore_in
 
 
 @jit()
-def _ce_prob_serial(logits, target, weight, has_weight, eps, grad_scalar, grad_rows,
+def _ce_prob_serial(logits, target, weight, eps, grad_scalar, grad_rows,
                     use_grad_rows, grad, write_grad, inplace, row_loss):
-    _ce_prob_block(0, logits.shape[0], logits, target, weight, has_weight, eps,
+    _ce_prob_block(0, logits.shape[0], logits, target, weight, eps,
                    grad_scalar, grad_rows, use_grad_rows, grad, write_grad,
                    inplace, row_loss)
     return _sum_in_order(row_loss)
 
 
 @jit(parallel=True)
-def _ce_prob_parallel(logits, target, weight, has_weight, eps, grad_scalar, grad_rows,
+def _ce_prob_parallel(logits, target, weight, eps, grad_scalar, grad_rows,
                       use_grad_rows, grad, write_grad, inplace, row_loss):
     N = logits.shape[0]
     rows = _rows_per_block(logits.shape[1])
     for b in prange((N + rows - 1) // rows):
         _ce_prob_block(b * rows, min(N, (b + 1) * rows), logits, target, weight,
-                       has_weight, eps, grad_scalar, grad_rows, use_grad_rows,
+                       eps, grad_scalar, grad_rows, use_grad_rows,
                        grad, write_grad, inplace, row_loss)
     return _sum_in_order(row_loss)
 
 
 @jit()
 def _softmax_serial(x, y, log):
-    for i in range(x.shape[0]):
-        _softmax_row(x[i], y[i], log)
+    _softmax_block(0, x.shape[0], x, y, log)
 
 
 @jit(parallel=True)
@@ -400,8 +367,7 @@ def _softmax_parallel(x, y, log):
     N = x.shape[0]
     rows = _rows_per_block(x.shape[1])
     for b in prange((N + rows - 1) // rows):
-        for i in range(b * rows, min(N, (b + 1) * rows)):
-            _softmax_row(x[i], y[i], log)
+        _softmax_block(b * rows, min(N, (b + 1) * rows), x, y, log)
 
 
 @jit()
@@ -492,7 +458,8 @@ def _run(logits, target, weight, ignore_index, reduction, label_smoothing,
                        use_grad_rows, grad, write_grad, inplace, row_loss)
     else:
         kernel = _ce_prob_parallel if parallel else _ce_prob_serial
-        total = kernel(logits, target_c, weight_c, has_weight, float(label_smoothing),
+        weight_or_ones = weight_c if has_weight else np.ones(C, dtype=dtype)
+        total = kernel(logits, target_c, weight_or_ones, float(label_smoothing),
                        grad_scalar, grad_rows, use_grad_rows, grad, write_grad,
                        inplace, row_loss)
     return row_loss, total, denominator

@@ -23,7 +23,7 @@ import time
 _CHILD_MARK = "FASTNN_BENCH_CHILD"
 OPENBLAS_TIMEOUT = "4"      # 2**4 cycles: workers sleep at once after a call
 
-QUICK = {"budget_s": 0.4, "min_rounds": 5}
+QUICK = {"budget_s": 0.4, "min_rounds": 3}
 FULL = {"budget_s": 1.5, "min_rounds": 10}
 
 
@@ -35,6 +35,7 @@ def _parser():
                     "idiomatic NumPy and (when installed) PyTorch, against the machine's "
                     "measured memory bandwidth and GEMM rate.",
         epilog=f"kernels: {', '.join(KERNELS)} (or a family: {', '.join(FAMILIES)}; "
+               "an exact kernel name wins over a family: 'cross_entropy*' selects them all; "
                "shell-style patterns work). sizes: tiny, small, medium, large, their -nchw "
                "forms for batch norm, or a label such as 4096x1024 (--list shows all).")
     mode = parser.add_mutually_exclusive_group()

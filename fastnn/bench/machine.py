@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 
 # Environment variables that change what a benchmark measures.
 _RELEVANT_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
@@ -96,11 +97,16 @@ def _git_commit():
     if not os.path.isdir(os.path.join(root, ".git")):
         return None
     try:
-        completed = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                                   capture_output=True, text=True, timeout=10)
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        changes = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "fastnn"],
+                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return completed.stdout.strip() or None
+    commit = head.stdout.strip()
+    if commit and changes.stdout.strip():
+        commit += "+uncommitted changes"       # figures of code no commit holds
+    return commit or None
 
 
 def describe(torch_loaded=False):
@@ -134,3 +140,42 @@ def describe(torch_loaded=False):
         "numba_threading_layer": threading_layer,
         "environment": {name: os.environ[name] for name in _RELEVANT_ENV if name in os.environ},
     }
+
+
+class BusyMeter:
+    """How much of the machine other processes used while we measured.
+
+    On a shared machine another process's work slows every figure; this
+    says by how much the machine was contended.  From ``/proc/stat`` (whole
+    machine: busy and hypervisor-steal time) and ``os.times`` (this process
+    and its finished children): the CPUs other processes kept busy on
+    average, and the CPUs the hypervisor took.  None where /proc is missing.
+    """
+
+    def __init__(self):
+        self.start = self._snapshot()
+
+    @staticmethod
+    def _snapshot():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        own = os.times()
+        return {"busy_s": (user + nice + system + irq + softirq) / tick, "steal_s": steal / tick,
+                "own_s": own.user + own.system + own.children_user + own.children_system,
+                "wall_s": time.perf_counter()}
+
+    def result(self):
+        end = self._snapshot()
+        if self.start is None or end is None:
+            return None
+        wall = max(end["wall_s"] - self.start["wall_s"], 1e-9)
+        busy = end["busy_s"] - self.start["busy_s"]
+        own = end["own_s"] - self.start["own_s"]
+        return {"wall_s": wall, "own_cpus": own / wall,
+                "other_cpus": max(0.0, busy - own) / wall,
+                "steal_cpus": (end["steal_s"] - self.start["steal_s"]) / wall}

@@ -5,9 +5,11 @@ Three panels, for the largest thread count and each dtype of the run:
 - speedup over the NumPy baseline per kernel and size, one bar per
   contender (log scale; the line at 1 is NumPy);
 - the memory roofline: effective GB/s (minimum bytes / median time) of each
-  memory-bound case, with the measured DRAM and in-cache triad as lines;
+  memory-bound case, with the measured DRAM and in-cache triad as lines
+  (log scale);
 - the compute roofline: GFLOP/s of each Linear case, with the measured GEMM
   rate as a line.
+Tiny sizes measure the fixed cost of a call, so the two rooflines leave them out.
 """
 
 
@@ -30,14 +32,15 @@ def _cases(rows, dtype, threads):
     return found
 
 
-def _bars(axis, cases, contenders, value, ylabel, log=False):
+def _bars(axis, cases, contenders, colors, value, ylabel, log=False):
     import numpy as np
     labels = list(cases)
     width = 0.8 / max(len(contenders), 1)
     positions = np.arange(len(labels))
     for i, name in enumerate(contenders):
         values = [cases[label].get(name, {}).get(value) or 0.0 for label in labels]
-        axis.bar(positions + (i - (len(contenders) - 1) / 2) * width, values, width, label=name)
+        axis.bar(positions + (i - (len(contenders) - 1) / 2) * width, values, width, label=name,
+                 color=colors[name])
     axis.set_xticks(positions)
     axis.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
     axis.set_ylabel(ylabel)
@@ -55,37 +58,42 @@ def plot(result, path):
     dtypes = result["config"]["dtypes"]
     roof = result.get("roofline", {}).get(str(threads))
     contenders = [c for c in result["contenders"] if c != "gemm-only"]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {name: palette[i % len(palette)]     # one colour per contender in every panel
+              for i, name in enumerate(contenders + ["gemm-only"])}
     figure, axes = plt.subplots(3, len(dtypes), figsize=(max(12, 10 * len(dtypes)), 16),
                                 squeeze=False)
     for column, dtype in enumerate(dtypes):
         cases = _cases(result["rows"], dtype, threads)
         speed, memory, compute = axes[0][column], axes[1][column], axes[2][column]
-        _bars(speed, cases, [c for c in contenders if c != "numpy"], "vs_numpy",
+        _bars(speed, cases, [c for c in contenders if c != "numpy"], colors, "vs_numpy",
               "speedup over NumPy (x)", log=True)
         speed.axhline(1.0, color="black", linewidth=0.8)
         speed.set_title(f"speedup over idiomatic NumPy, {dtype}, {threads} thread(s)")
 
-        memory_cases = {k: v for k, v in cases.items()
-                        if any(r.get("gbps") for r in v.values())}
-        _bars(memory, memory_cases, contenders, "gbps", "effective GB/s (minimum bytes)")
+        # Tiny sizes measure call overhead, not bandwidth: left out of the rooflines.
+        sized = {k: v for k, v in cases.items()
+                 if not next(iter(v.values()))["size"].startswith("tiny")}
+        memory_cases = {k: v for k, v in sized.items() if any(r.get("gbps") for r in v.values())}
+        _bars(memory, memory_cases, contenders, colors, "gbps",
+              "effective GB/s (minimum bytes)", log=True)
         if roof:
-            memory.axhline(roof["triad_dram"]["gbps"], color="red", linestyle="--",
+            memory.axhline(roof["triad_dram"]["gbps"], color="black", linestyle="--",
                            label="DRAM triad")
-            memory.axhline(roof["triad_cache"]["gbps"], color="orange", linestyle=":",
+            memory.axhline(roof["triad_cache"]["gbps"], color="gray", linestyle=":",
                            label="in-cache triad")
             memory.legend(fontsize=7)
         memory.set_title("memory-bound kernels against the measured triad")
 
-        compute_cases = {k: v for k, v in cases.items()
-                         if any(r.get("gflops") for r in v.values())}
-        _bars(compute, compute_cases, contenders + ["gemm-only"], "gflops", "GFLOP/s")
+        compute_cases = {k: v for k, v in sized.items() if any(r.get("gflops") for r in v.values())}
+        _bars(compute, compute_cases, contenders + ["gemm-only"], colors, "gflops", "GFLOP/s")
         gemm = roof and roof["gemm"].get(dtype)
         if gemm:
-            compute.axhline(gemm["gflops"], color="red", linestyle="--",
+            compute.axhline(gemm["gflops"], color="black", linestyle="--",
                             label=f"GEMM {gemm['n']}^3")
             compute.legend(fontsize=7)
         compute.set_title("Linear layers against the measured GEMM rate")
     figure.suptitle(f"fastnn bench, {result['machine']['date']}, {result['machine']['cpu']}")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.98))
     figure.savefig(path, dpi=100)
     plt.close(figure)

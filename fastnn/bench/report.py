@@ -173,11 +173,11 @@ def _scaling(result):
             medians.setdefault(key, {})[row["threads"]] = row["median_s"]
     lines = ["", f"thread scaling: median at {low} and {high} thread(s), "
              f"speedup = t{low} / t{high}",
-             f"{'kernel':24} {'size':24} {'impl':14} {'t' + str(low):>9} {'t' + str(high):>9} "
-             f"{'speedup':>7}"]
+             f"{'kernel':28} {'size':24} {'dtype':7} {'impl':14} {'t' + str(low):>9} "
+             f"{'t' + str(high):>9} {'speedup':>7}"]
     for (dtype, kernel, size, label, contender), by_threads in medians.items():
         if low in by_threads and high in by_threads:
-            lines.append(f"{kernel:24} {size + ' ' + label:24} {contender:14} "
+            lines.append(f"{kernel:28} {size + ' ' + label:24} {dtype:7} {contender:14} "
                          f"{fmt_time(by_threads[low]):>9} {fmt_time(by_threads[high]):>9} "
                          f"{by_threads[low] / by_threads[high]:7.2f}")
     return lines
@@ -221,10 +221,26 @@ def _failures(result):
     return lines
 
 
+BUSY_WARNING = 0.25     # CPUs' worth of other processes' work that makes a run suspect
+
+
+def _contention(result):
+    busy = result.get("contention")
+    if not busy:
+        return []
+    usable = result["machine"]["cpus_usable"]
+    text = (f"contention: other processes kept {busy['other_cpus']:.2f} of {usable} CPU(s) busy "
+            f"on average during the run (hypervisor steal {busy['steal_cpus']:.2f})")
+    if busy["other_cpus"] + busy["steal_cpus"] > BUSY_WARNING:
+        text += ": the machine was shared, figures are slower and noisier than it can do"
+    return ["", text]
+
+
 def render(result):
     """The whole report as a string."""
     lines = _header(result) + _roofline(result) + _startup(result)
     lines += _kernel_tables(result) + _scaling(result) + _targets(result) + _failures(result)
+    lines += _contention(result)
     lines += ["", f"baseline: {contenders_mod.BASELINE} = idiomatic NumPy (fastnn/bench/baselines.py); "
               f"speedup = other median / this median; finished in {result['elapsed_s']:.0f} s"]
     return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import cases, contenders as contenders_mod, roofline, startup, timing
 from . import targets as targets_mod
-from .machine import describe
+from .machine import BusyMeter, describe
 
 
 @dataclass
@@ -68,7 +68,7 @@ def _run_case(kernel, size, dtype, threads, contenders, inputs, reference, confi
             "flops": kernel.flops(size.shape)}
     for contender in contenders:
         row = dict(base, contender=contender.name, kind=contender.kind, status="ok",
-                   error=None)
+                   max_rel_error=None)
         own = _fresh_copies(kernel, inputs)
         try:
             prepared = contender.prepare(kernel, own)
@@ -78,7 +78,7 @@ def _run_case(kernel, size, dtype, threads, contenders, inputs, reference, confi
             result = call()
             if outputs is not None:
                 error, where = cases.compare(outputs(result), reference, dtype)
-                row["error"] = error
+                row["max_rel_error"] = error
                 if not cases.within_tolerance(error, dtype):
                     row["status"] = f"wrong: {where} off by {error:.2g} (relative)"
             del result
@@ -87,16 +87,20 @@ def _run_case(kernel, size, dtype, threads, contenders, inputs, reference, confi
         rows.append(row)
         if row["status"] == "ok":
             calls[contender.name] = call
+    # Memory first: its call also warms the contender up (caches, page
+    # mappings), so slow calls need no separate warm-up before timing.
+    warmed = {}
+    for row in rows:
+        if measure_memory and row["status"] == "ok" and row["kind"] in ("baseline", "fastnn"):
+            row["extra_bytes"], warmed[row["contender"]] = \
+                timing.peak_extra_bytes(calls[row["contender"]])
     timings = timing.time_interleaved(calls, budget_s=config.budget_s,
-                                      min_rounds=config.min_rounds)
+                                      min_rounds=config.min_rounds, warmed=warmed)
     for row in rows:
         measured = timings.get(row["contender"])
-        if measured is None:
-            continue
-        row.update(median_s=measured.median, min_s=measured.min, max_s=measured.max,
-                   rounds=measured.rounds, inner=measured.inner)
-        if measure_memory and row["kind"] in ("baseline", "fastnn"):
-            row["extra_bytes"] = timing.peak_extra_bytes(calls[row["contender"]])
+        if measured is not None:
+            row.update(median_s=measured.median, min_s=measured.min, max_s=measured.max,
+                       rounds=measured.rounds, inner=measured.inner)
     return rows
 
 
@@ -137,6 +141,7 @@ def count_cases(config):
 def run(config, progress=lambda message, step=None, total=None: None):
     """Run the benchmark ``config`` describes; returns every figure as a dict."""
     started = time.perf_counter()
+    meter = BusyMeter()
     contenders, skipped = contenders_mod.make_contenders(config.backends, config.use_torch)
     fastnn_names = [c.backend for c in contenders if c.kind == "fastnn"]
     result = {"config": {"mode": config.mode, "kernels": config.kernels, "sizes": config.sizes,
@@ -144,14 +149,15 @@ def run(config, progress=lambda message, step=None, total=None: None):
                          "budget_s": config.budget_s, "min_rounds": config.min_rounds},
               "contenders": [c.name for c in contenders], "skipped": skipped}
 
-    import fastnn
-    progress("compiling / loading the JIT kernels (fastnn.warmup)")
-    try:
-        result["warmup_in_process_s"] = fastnn.warmup(fastnn_names) if fastnn_names else {}
-    except Exception as exc:
-        result["warmup_in_process_s"] = {"error": _describe_error(exc)}
-
     if config.startup:
+        # Fills the on-disk JIT cache, so the fresh processes below start warm.
+        # (Without start-up figures each case compiles what it needs, untimed.)
+        import fastnn
+        progress("compiling / loading the JIT kernels (fastnn.warmup)")
+        try:
+            result["warmup_in_process_s"] = fastnn.warmup(fastnn_names) if fastnn_names else {}
+        except Exception as exc:
+            result["warmup_in_process_s"] = {"error": _describe_error(exc)}
         progress("start-up figures (fresh processes)")
         result["startup"] = startup.measure(fastnn_names, cold=config.cold_compile,
                                             progress=progress)
@@ -196,5 +202,6 @@ def run(config, progress=lambda message, step=None, total=None: None):
     result["rows"] = rows
     result["targets"] = targets_mod.check(rows)
     result["failures"] = [r for r in rows if r["status"] != "ok"]
+    result["contention"] = meter.result()
     result["elapsed_s"] = time.perf_counter() - started
     return result

@@ -4,7 +4,8 @@
 input together:
 
 1. warm-up outside the timed region (each call at least once more after the
-   correctness check that already ran it, until ~20 ms have passed);
+   correctness check that already ran it, until ~20 ms have passed; a slow
+   call just made by the memory measurement counts as that warm-up);
 2. calibration: a call shorter than ``sample_s`` is repeated ``inner``
    times per sample so the clock's resolution and Python's loop overhead do
    not dominate; a sample's time is divided by ``inner``;
@@ -66,12 +67,23 @@ def _warm(call, seconds):
 
 
 def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
-                     sample_s=2e-3, warmup_s=0.02):
-    """Time every ``calls[name]`` (zero-argument functions); ``{name: Timing}``."""
+                     sample_s=2e-3, warmup_s=0.02, warmed=None):
+    """Time every ``calls[name]`` (zero-argument functions); ``{name: Timing}``.
+
+    ``warmed``: ``{name: seconds}`` of a call just made outside this function
+    (e.g. the memory measurement); a call slower than ``warmup_s`` listed
+    there is not warmed again, which saves a whole call at large sizes.
+    """
     names = list(calls)
     if not names:
         return {}
-    per_call = {name: max(_warm(calls[name], warmup_s), 1e-7) for name in names}
+    warmed = warmed or {}
+    per_call = {}
+    for name in names:
+        if warmed.get(name, 0.0) >= warmup_s:
+            per_call[name] = warmed[name]
+        else:
+            per_call[name] = max(_warm(calls[name], warmup_s), 1e-7)
     inner = {name: max(1, min(10_000, math.ceil(sample_s / per_call[name]))) for name in names}
     round_s = sum(per_call[name] * inner[name] for name in names)
     rounds = int(max(min_rounds, min(max_rounds, budget_s // max(round_s, 1e-9))))
@@ -101,7 +113,8 @@ def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
 
 
 def peak_extra_bytes(call):
-    """Peak bytes one ``call()`` allocates beyond what it returns (NumPy/Numba arrays)."""
+    """``(bytes, seconds)``: peak bytes one ``call()`` allocates beyond what it
+    returns (NumPy/Numba arrays), and the call's wall time."""
     gc.collect()
     already_tracing = tracemalloc.is_tracing()
     if not already_tracing:
@@ -109,10 +122,12 @@ def peak_extra_bytes(call):
     try:
         tracemalloc.reset_peak()
         before, _ = tracemalloc.get_traced_memory()
+        start = _clock()
         result = call()
+        elapsed = _clock() - start
         after, peak = tracemalloc.get_traced_memory()
         del result
     finally:
         if not already_tracing:
             tracemalloc.stop()
-    return max(0, peak - max(after, before))
+    return max(0, peak - max(after, before)), elapsed

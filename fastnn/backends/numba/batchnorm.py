@@ -7,10 +7,11 @@ to channel j // S.  The formulas are those of the NumPy reference
 (``fastnn/backends/numpy/batchnorm.py``); this file explains the tricks.
 
 Forward, training (x read twice, y written once):
-  1. moments pass: per work tile, shifted sums sum(x - K), sum((x - K)^2) in
-     float64, K a value of the tile (so the sums never cancel the way
-     E[x^2] - E[x]^2 does); tiles are merged per channel with Chan's formula
-     in tile order.  The running statistics are updated right after the merge.
+  1. moments pass: shifted sums sum(x - K), sum((x - K)^2) in float64, with
+     K = x[0, c, 0] one value of the channel, so they do not cancel the way
+     E[x^2] - E[x]^2 does (see _channel_shifts).  Each tile writes its
+     partial sums to its own slot; the slots are added in slot order.  The
+     running statistics are updated right after, from the same sums.
   2. affine pass: y = (x - m) * scale + offset, one subtraction and one
      multiply-add per value.  m is the mean rounded to x's dtype, so x - m is
      exact for data near the mean; the rounding of m is compensated in
@@ -106,22 +107,6 @@ def _tile(plan, t, N, C, S):
     n0 = rb * R
     j0 = cb * W
     return rb, -1, n0, min(N, n0 + R), j0, min(C * S, j0 + W)
-
-
-@jit()
-def _slot_counts(plan, N, S):
-    """Values per column (rows) or per channel (planes) that each slot holds."""
-    planes, R, nrb, W, ncb, nslots, ntiles = plan
-    counts = np.empty(nslots, np.float64)
-    for slot in range(nslots):
-        rb = slot // ncb if planes else slot
-        rows = min(N, rb * R + R) - rb * R
-        if planes:
-            cb = slot - rb * ncb
-            counts[slot] = rows * (min(S, cb * W + W) - cb * W)
-        else:
-            counts[slot] = rows
-    return counts
 
 
 # ----------------------------------------------------------------------------
@@ -248,23 +233,21 @@ def _scaled_grad_tile(dy2, dx2, n0, n1, j0, j1, k1):
 
 # ----------------------------------------------------------------------------
 # One tile of each pass, for either layout: what the drivers' loops run.
+# Per-column vectors (``*_cols``) have length L ("rows"); per-channel ones
+# length C ("planes" tiles read entry c).
 
 @jit()
-def _moments_pass_tile(plan, t, x2, C, S, shifts, p1, p2):
+def _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2):
     slot, c, n0, n1, j0, j1 = _tile(plan, t, x2.shape[0], C, S)
     if c < 0:
-        shift = shifts[slot, j0:j1]
-        shift[:] = x2[n0, j0:j1]
-        _moments_tile(x2, n0, n1, j0, j1, shift, p1[slot, j0:j1], p2[slot, j0:j1])
+        _moments_tile(x2, n0, n1, j0, j1, shift_cols[j0:j1], s1[slot, j0:j1], s2[slot, j0:j1])
     else:
         W = j1 - j0
-        shift = np.full(W, np.float64(x2[n0, j0]))
         acc1 = np.empty(W)
         acc2 = np.empty(W)
-        _moments_tile(x2, n0, n1, j0, j1, shift, acc1, acc2)
-        shifts[slot, c] = shift[0]
-        p1[slot, c] = _fold_sum(acc1, W)
-        p2[slot, c] = _fold_sum(acc2, W)
+        _moments_tile(x2, n0, n1, j0, j1, np.full(W, shift[c]), acc1, acc2)
+        s1[slot, c] = _fold_sum(acc1, W)
+        s2[slot, c] = _fold_sum(acc2, W)
 
 
 @jit()
@@ -275,10 +258,9 @@ def _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, center, s_dy, s_dy
                         s_dy[slot, j0:j1], s_dyx[slot, j0:j1])
     else:
         W = j1 - j0
-        centers = np.full(W, center[c])
         acc_dy = np.empty(W)
         acc_dyx = np.empty(W)
-        _grad_sums_tile(dy2, x2, n0, n1, j0, j1, centers, acc_dy, acc_dyx)
+        _grad_sums_tile(dy2, x2, n0, n1, j0, j1, np.full(W, center[c]), acc_dy, acc_dyx)
         s_dy[slot, c] = _fold_sum(acc_dy, W)
         s_dyx[slot, c] = _fold_sum(acc_dyx, W)
 
@@ -319,66 +301,15 @@ def _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, need_sums,
 
 
 # ----------------------------------------------------------------------------
-# Between the passes: merging the slots, per-channel coefficients.
-
-@jit()
-def _merge_moments(shifts, p1, p2, counts, C, group):
-    """Per-channel mean and sum of squared deviations (m2) from the slots.
-
-    Column k of the partials (a column of x2 for "rows", a channel for
-    "planes") is merged across slots with Chan's update; then the ``group``
-    columns of each channel (S for "rows" with S > 1, else 1) are combined.
-    Means are carried relative to the first slot's shift and added to it at
-    the end, so a large mean is rounded once, not at every merge.
-    """
-    nslots, width = p1.shape
-    mean = np.empty(width)      # relative to base
-    m2 = np.empty(width)
-    base = shifts[0].copy()
-    na = counts[0]
-    for k in range(width):
-        mean[k] = p1[0, k] / na
-        m2[k] = p2[0, k] - p1[0, k] * p1[0, k] / na
-    for slot in range(1, nslots):
-        nb = counts[slot]
-        n = na + nb
-        wb = nb / n
-        wab = na * nb / n
-        for k in range(width):
-            mb = (shifts[slot, k] - base[k]) + p1[slot, k] / nb
-            m2b = p2[slot, k] - p1[slot, k] * p1[slot, k] / nb
-            delta = mb - mean[k]
-            mean[k] += delta * wb
-            m2[k] += m2b + delta * delta * wab
-        na = n
-    if group == 1:
-        for k in range(width):
-            mean[k] += base[k]
-        return mean, m2
-    # The group columns of a channel hold equally many values (na each).
-    cmean = np.empty(C)
-    cm2 = np.empty(C)
-    for c in range(C):
-        k0 = c * group
-        s = 0.0
-        for k in range(k0, k0 + group):
-            mean[k] += base[k] - base[k0]        # relative to base[k0] now
-            s += mean[k]
-        mc = s / group
-        between = 0.0
-        within = 0.0
-        for k in range(k0, k0 + group):
-            d = mean[k] - mc
-            between += d * d
-            within += m2[k]
-        cmean[c] = base[k0] + mc
-        cm2[c] = within + na * between
-    return cmean, cm2
-
+# Between the passes: combining the slots, per-channel coefficients.
 
 @jit()
 def _merge_sums(s_a, s_b, C, group):
-    """Per-channel totals of two partial-sum buffers, slots added in order."""
+    """Per-channel totals of two partial-sum buffers (nslots, C * group).
+
+    Slots are added in slot order, then the ``group`` columns of a channel
+    (S for "rows" with S > 1, else 1) in column order: a fixed order.
+    """
     nslots, width = s_a.shape
     ta = s_a[0].copy()
     tb = s_b[0].copy()
@@ -399,7 +330,8 @@ def _merge_sums(s_a, s_b, C, group):
 
 @jit()
 def _per_column(v, planes, S):
-    """Per-channel coefficients as the drivers' tiles want them."""
+    """Per-channel values as the tiles read them: as is for "planes" and
+    S == 1, else repeated S times (one entry per column of x2)."""
     if planes or S == 1:
         return v
     out = np.empty(v.size * S, v.dtype)
@@ -409,141 +341,169 @@ def _per_column(v, planes, S):
 
 
 @jit()
-def _forward_coefficients(mean, invstd, weight, bias, has_weight, has_bias, dtype_probe):
-    """(center, scale, offset) in x's dtype: y = (x - center) * scale + offset."""
-    C = mean.size
-    center = np.empty(C, dtype_probe.dtype)
-    scale = np.empty(C, dtype_probe.dtype)
-    offset = np.empty(C, dtype_probe.dtype)
+def _channel_shifts(x2, C, S):
+    """K[c] = x[0, c, 0]: one value of each channel, subtracted before summing.
+
+    Sums of x - K lose no accuracy to a large mean: the variance
+    sum((x - K)^2)/n - (mean - K)^2 cancels only by (mean - K)^2 / var, and
+    K being one of the channel's own n values bounds that ratio by n (it is
+    a few units for any ordinary data), so float64 sums stay accurate.
+    """
+    shift = np.empty(C)
     for c in range(C):
-        center[c] = mean[c]
-        sc = invstd[c] * weight[c] if has_weight else invstd[c]
-        off = np.float64(center[c]) - mean[c]
-        off *= sc
+        shift[c] = x2[0, c * S]
+    return shift
+
+
+@jit()
+def _batch_statistics(N, S, sum1, sum2, shift, rmean, rvar, has_rmean, has_rvar,
+                      momentum, eps, invstd_out):
+    """Mean (float64) from the shifted sums; invstd into invstd_out; the
+    running statistics updated in place (unbiased variance)."""
+    C = shift.size
+    n = N * S
+    mean = np.empty(C)
+    for c in range(C):
+        d = sum1[c] / n
+        m2 = max(sum2[c] - sum1[c] * d, 0.0)
+        mean[c] = shift[c] + d
+        invstd_out[c] = 1.0 / np.sqrt(m2 / n + eps)
+        if has_rmean:
+            rmean[c] = (1.0 - momentum) * rmean[c] + momentum * mean[c]
+        if has_rvar:
+            rvar[c] = (1.0 - momentum) * rvar[c] + momentum * (m2 / (n - 1))
+    return mean
+
+
+@jit()
+def _forward_coefficients(mean, var, training, eps, weight, bias, has_weight, has_bias,
+                          mean_out, invstd_out):
+    """(scale, offset) in x's dtype, for y = (x - mean_out) * scale + offset.
+
+    mean_out receives the mean rounded to x's dtype (the center) and, in
+    evaluation, invstd_out receives 1/sqrt(var + eps); in training it holds
+    invstd already (var is unused then).
+    """
+    C = mean.size
+    scale = np.empty(C, mean_out.dtype)
+    offset = np.empty(C, mean_out.dtype)
+    for c in range(C):
+        mean_out[c] = mean[c]
+        if training:
+            istd = np.float64(invstd_out[c])
+        else:
+            istd = 1.0 / np.sqrt(np.float64(var[c]) + eps)
+            invstd_out[c] = istd
+        sc = istd * weight[c] if has_weight else istd
+        off = (np.float64(mean_out[c]) - mean[c]) * sc
         if has_bias:
             off += bias[c]
         scale[c] = sc
         offset[c] = off
-    return center, scale, offset
+    return scale, offset
 
 
 @jit()
-def _batch_statistics(plan, x2, C, S, shifts, p1, p2, rmean, rvar, has_rmean, has_rvar,
-                      momentum, eps):
-    """After the moments pass: mean, invstd (float64); running stats updated."""
-    N = x2.shape[0]
-    counts = _slot_counts(plan, N, S)
-    mean, m2 = _merge_moments(shifts, p1, p2, counts, C, 1 if plan[0] else S)
-    n = N * S
-    invstd = np.empty(C)
-    for c in range(C):
-        invstd[c] = 1.0 / np.sqrt(m2[c] / n + eps)
-        if has_rmean:
-            rmean[c] = (1.0 - momentum) * rmean[c] + momentum * mean[c]
-        if has_rvar:
-            rvar[c] = (1.0 - momentum) * rvar[c] + momentum * (m2[c] / (n - 1))
-    return mean, invstd
-
-
-@jit()
-def _running_statistics(rmean, rvar, eps):
-    C = rmean.size
-    mean = np.empty(C)
-    invstd = np.empty(C)
-    for c in range(C):
-        mean[c] = rmean[c]
-        invstd[c] = 1.0 / np.sqrt(np.float64(rvar[c]) + eps)
-    return mean, invstd
-
-
-@jit()
-def _grad_scale(weight, has_weight, invstd, dtype_probe):
+def _grad_scale(weight, has_weight, invstd):
     """k1 = weight * invstd per channel, in x's dtype (evaluation backward)."""
-    k1 = np.empty(invstd.size, dtype_probe.dtype)
+    k1 = np.empty(invstd.size, invstd.dtype)
     for c in range(invstd.size):
         k1[c] = np.float64(invstd[c]) * weight[c] if has_weight else invstd[c]
     return k1
 
 
 @jit()
-def _backward_coefficients(N, S, sum_dy, sum_dyx, weight, has_weight, mean, invstd,
-                           training, dtype_probe):
-    """Per-channel (dy_center, k1, k2, t) in x's dtype, and dweight, dbias."""
-    C = mean.size
+def _backward_coefficients(N, S, sum_dy, sum_dyx, weight, has_weight, invstd,
+                           dweight_out, dbias_out):
+    """Per-channel (dy_center, k1, k2, t) in x's dtype; dweight, dbias written.
+
+    dx = (dy - dy_center) * k1 + (x - mean) * k2 + t, where dy_center is
+    mean(dy) rounded to x's dtype (dy - dy_center is then exact for dy near
+    its mean) and t = k1 * (dy_center - mean(dy)) restores the rounding.
+    """
+    C = invstd.size
     n = N * S
-    dt = dtype_probe.dtype
-    dy_center = np.empty(C, dt)
-    k1 = np.empty(C, dt)
-    k2 = np.empty(C, dt)
-    tc = np.empty(C, dt)
-    dweight = np.empty(C, dt)
+    dy_center = np.empty(C, invstd.dtype)
+    k1 = np.empty(C, invstd.dtype)
+    k2 = np.empty(C, invstd.dtype)
+    tc = np.empty(C, invstd.dtype)
     for c in range(C):
         istd = np.float64(invstd[c])
         a = istd * weight[c] if has_weight else istd
+        mdy = sum_dy[c] / n
+        dy_center[c] = mdy
         k1[c] = a
-        dweight[c] = istd * sum_dyx[c]
-        if training:
-            mdy = sum_dy[c] / n
-            dy_center[c] = mdy
-            k2[c] = -a * istd * istd * (sum_dyx[c] / n)
-            tc[c] = a * (np.float64(dy_center[c]) - mdy)
-    dbias = sum_dy.astype(dt)
-    return dy_center, k1, k2, tc, dweight, dbias
+        k2[c] = -a * istd * istd * (sum_dyx[c] / n)
+        tc[c] = a * (np.float64(dy_center[c]) - mdy)
+        if has_weight:
+            dweight_out[c] = istd * sum_dyx[c]
+            dbias_out[c] = sum_dy[c]
+    return dy_center, k1, k2, tc
+
+
+@jit()
+def _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out):
+    for c in range(invstd.size):
+        dweight_out[c] = np.float64(invstd[c]) * sum_dyx[c]
+        dbias_out[c] = sum_dy[c]
 
 
 # ----------------------------------------------------------------------------
-# Drivers.  Each serial/parallel pair is the same code but for range/prange
-# (two functions, not two compilations of one: numba's disk cache keys an
-# entry by function, not by its flags, and would mix them up).
+# Drivers.  Each serial/parallel pair is the same code but for range/prange.
+# They are two functions, not two jit() builds of one: numba's disk cache
+# files an entry under the function's name and source line, not its flags,
+# so two builds of one function would load each other's machine code.
 
 @jit()
-def _forward_serial(x2, C, S, weight, bias, rmean, rvar, has_weight, has_bias,
-                    has_rmean, has_rvar, training, momentum, eps, y2, mean_out, invstd_out):
+def _forward_serial(x2, C, S, weight, bias, stat_mean, stat_var, rmean, rvar, has_weight,
+                   has_bias, has_rmean, has_rvar, training, momentum, eps, y2, mean_out, invstd_out):
     plan = _plan(x2.shape[0], C, S)
+    planes = plan[0]
     if training:
-        width = C if plan[0] else C * S
-        shifts = np.empty((plan[5], width))
-        p1 = np.empty((plan[5], width))
-        p2 = np.empty((plan[5], width))
+        shift = _channel_shifts(x2, C, S)
+        shift_cols = _per_column(shift, planes, S)
+        width = C if planes else C * S
+        s1 = np.empty((plan[5], width))
+        s2 = np.empty((plan[5], width))
         for t in range(plan[6]):
-            _moments_pass_tile(plan, t, x2, C, S, shifts, p1, p2)
-        mean, invstd = _batch_statistics(plan, x2, C, S, shifts, p1, p2, rmean, rvar,
-                                         has_rmean, has_rvar, momentum, eps)
+            _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2)
+        sum1, sum2 = _merge_sums(s1, s2, C, 1 if planes else S)
+        mean = _batch_statistics(x2.shape[0], S, sum1, sum2, shift, rmean, rvar,
+                                 has_rmean, has_rvar, momentum, eps, invstd_out)
     else:
-        mean, invstd = _running_statistics(rmean, rvar, eps)
-    center, scale, offset = _forward_coefficients(mean, invstd, weight, bias,
-                                                  has_weight, has_bias, y2)
-    mean_out[:] = center
-    invstd_out[:] = invstd
-    center = _per_column(center, plan[0], S)
-    scale = _per_column(scale, plan[0], S)
-    offset = _per_column(offset, plan[0], S)
+        mean = stat_mean.astype(np.float64)
+    scale, offset = _forward_coefficients(mean, stat_var, training, eps, weight, bias,
+                                          has_weight, has_bias, mean_out, invstd_out)
+    center = _per_column(mean_out, planes, S)
+    scale = _per_column(scale, planes, S)
+    offset = _per_column(offset, planes, S)
     for t in range(plan[6]):
         _affine_pass_tile(plan, t, x2, y2, C, S, center, scale, offset)
 
 
 @jit(parallel=True)
-def _forward_parallel(x2, C, S, weight, bias, rmean, rvar, has_weight, has_bias,
-                      has_rmean, has_rvar, training, momentum, eps, y2, mean_out, invstd_out):
+def _forward_parallel(x2, C, S, weight, bias, stat_mean, stat_var, rmean, rvar, has_weight,
+                     has_bias, has_rmean, has_rvar, training, momentum, eps, y2, mean_out, invstd_out):
     plan = _plan(x2.shape[0], C, S)
+    planes = plan[0]
     if training:
-        width = C if plan[0] else C * S
-        shifts = np.empty((plan[5], width))
-        p1 = np.empty((plan[5], width))
-        p2 = np.empty((plan[5], width))
+        shift = _channel_shifts(x2, C, S)
+        shift_cols = _per_column(shift, planes, S)
+        width = C if planes else C * S
+        s1 = np.empty((plan[5], width))
+        s2 = np.empty((plan[5], width))
         for t in prange(plan[6]):
-            _moments_pass_tile(plan, t, x2, C, S, shifts, p1, p2)
-        mean, invstd = _batch_statistics(plan, x2, C, S, shifts, p1, p2, rmean, rvar,
-                                         has_rmean, has_rvar, momentum, eps)
+            _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2)
+        sum1, sum2 = _merge_sums(s1, s2, C, 1 if planes else S)
+        mean = _batch_statistics(x2.shape[0], S, sum1, sum2, shift, rmean, rvar,
+                                 has_rmean, has_rvar, momentum, eps, invstd_out)
     else:
-        mean, invstd = _running_statistics(rmean, rvar, eps)
-    center, scale, offset = _forward_coefficients(mean, invstd, weight, bias,
-                                                  has_weight, has_bias, y2)
-    mean_out[:] = center
-    invstd_out[:] = invstd
-    center = _per_column(center, plan[0], S)
-    scale = _per_column(scale, plan[0], S)
-    offset = _per_column(offset, plan[0], S)
+        mean = stat_mean.astype(np.float64)
+    scale, offset = _forward_coefficients(mean, stat_var, training, eps, weight, bias,
+                                          has_weight, has_bias, mean_out, invstd_out)
+    center = _per_column(mean_out, planes, S)
+    scale = _per_column(scale, planes, S)
+    offset = _per_column(offset, planes, S)
     for t in prange(plan[6]):
         _affine_pass_tile(plan, t, x2, y2, C, S, center, scale, offset)
 
@@ -552,76 +512,66 @@ def _forward_parallel(x2, C, S, weight, bias, rmean, rvar, has_weight, has_bias,
 def _backward_serial(dy2, x2, C, S, weight, has_weight, mean, invstd, training,
                      dx2, dweight_out, dbias_out):
     plan = _plan(x2.shape[0], C, S)
-    width = C if plan[0] else C * S
-    need_sums = training or has_weight
+    planes = plan[0]
+    width = C if planes else C * S
     s_dy = np.empty((plan[5], width))
     s_dyx = np.empty((plan[5], width))
     center = mean.astype(np.float64)
-    center_cols = _per_column(center, plan[0], S)
+    center_cols = _per_column(center, planes, S)
     if training:
         for t in range(plan[6]):
             _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, center, s_dy, s_dyx)
-    else:
-        k1 = _per_column(_grad_scale(weight, has_weight, invstd, dx2), plan[0], S)
-        for t in range(plan[6]):
-            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, need_sums,
-                                 center_cols, center, s_dy, s_dyx)
-    if need_sums:
-        sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if plan[0] else S)
-    else:
-        sum_dy, sum_dyx = center, center
-    dy_center, k1, k2, tc, dweight, dbias = _backward_coefficients(
-        x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, mean, invstd,
-        training, dx2)
-    if has_weight:
-        dweight_out[:] = dweight
-        dbias_out[:] = dbias
-    if training:
-        dy_center = _per_column(dy_center, plan[0], S)
-        k1 = _per_column(k1, plan[0], S)
-        x_center = _per_column(mean, plan[0], S)
-        k2 = _per_column(k2, plan[0], S)
-        tc = _per_column(tc, plan[0], S)
+        sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
+        dy_center, k1, k2, tc = _backward_coefficients(
+            x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, invstd, dweight_out, dbias_out)
+        dy_center = _per_column(dy_center, planes, S)
+        k1 = _per_column(k1, planes, S)
+        x_center = _per_column(mean, planes, S)
+        k2 = _per_column(k2, planes, S)
+        tc = _per_column(tc, planes, S)
         for t in range(plan[6]):
             _grad_input_pass_tile(plan, t, dy2, x2, dx2, C, S, dy_center, k1, x_center, k2, tc)
+    else:
+        k1 = _per_column(_grad_scale(weight, has_weight, invstd), planes, S)
+        for t in range(plan[6]):
+            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, has_weight,
+                                 center_cols, center, s_dy, s_dyx)
+        if has_weight:
+            sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
+            _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out)
 
 
 @jit(parallel=True)
 def _backward_parallel(dy2, x2, C, S, weight, has_weight, mean, invstd, training,
                        dx2, dweight_out, dbias_out):
     plan = _plan(x2.shape[0], C, S)
-    width = C if plan[0] else C * S
-    need_sums = training or has_weight
+    planes = plan[0]
+    width = C if planes else C * S
     s_dy = np.empty((plan[5], width))
     s_dyx = np.empty((plan[5], width))
     center = mean.astype(np.float64)
-    center_cols = _per_column(center, plan[0], S)
+    center_cols = _per_column(center, planes, S)
     if training:
         for t in prange(plan[6]):
             _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, center, s_dy, s_dyx)
-    else:
-        k1 = _per_column(_grad_scale(weight, has_weight, invstd, dx2), plan[0], S)
-        for t in prange(plan[6]):
-            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, need_sums,
-                                 center_cols, center, s_dy, s_dyx)
-    if need_sums:
-        sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if plan[0] else S)
-    else:
-        sum_dy, sum_dyx = center, center
-    dy_center, k1, k2, tc, dweight, dbias = _backward_coefficients(
-        x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, mean, invstd,
-        training, dx2)
-    if has_weight:
-        dweight_out[:] = dweight
-        dbias_out[:] = dbias
-    if training:
-        dy_center = _per_column(dy_center, plan[0], S)
-        k1 = _per_column(k1, plan[0], S)
-        x_center = _per_column(mean, plan[0], S)
-        k2 = _per_column(k2, plan[0], S)
-        tc = _per_column(tc, plan[0], S)
+        sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
+        dy_center, k1, k2, tc = _backward_coefficients(
+            x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, invstd, dweight_out, dbias_out)
+        dy_center = _per_column(dy_center, planes, S)
+        k1 = _per_column(k1, planes, S)
+        x_center = _per_column(mean, planes, S)
+        k2 = _per_column(k2, planes, S)
+        tc = _per_column(tc, planes, S)
         for t in prange(plan[6]):
             _grad_input_pass_tile(plan, t, dy2, x2, dx2, C, S, dy_center, k1, x_center, k2, tc)
+    else:
+        k1 = _per_column(_grad_scale(weight, has_weight, invstd), planes, S)
+        for t in prange(plan[6]):
+            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, has_weight,
+                                 center_cols, center, s_dy, s_dyx)
+        if has_weight:
+            sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
+            _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out)
 
 
 # ----------------------------------------------------------------------------
@@ -648,13 +598,21 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training, mome
     y2 = np.empty((N, L), x.dtype)
     mean = np.empty(C, x.dtype)
     invstd = np.empty(C, x.dtype)
+    # The running statistics are read in evaluation and written in training:
+    # separate arguments, so that read-only ones can be passed in evaluation.
+    if training:
+        stat_mean = stat_var = absent
+        rmean = absent if running_mean is None else running_mean
+        rvar = absent if running_var is None else running_var
+    else:
+        stat_mean, stat_var = running_mean, running_var
+        rmean = rvar = absent
     kernel = _forward_parallel if use_parallel(x.size) else _forward_serial
     kernel(x2, C, L // C,
            absent if weight is None else weight, absent if bias is None else bias,
-           absent if running_mean is None else running_mean,
-           absent if running_var is None else running_var,
+           stat_mean, stat_var, rmean, rvar,
            weight is not None, bias is not None,
-           running_mean is not None, running_var is not None,
+           rmean is not absent, rvar is not absent,
            bool(training), float(momentum), float(eps), y2, mean, invstd)
     return y2.reshape(x.shape), mean, invstd
 

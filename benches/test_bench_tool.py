@@ -18,8 +18,8 @@ import pytest
 from fastnn.bench import cases, cli, report, runner, speedups, targets, timing
 from fastnn.bench.contenders import Contender
 
-TINY_RUN = ["--sizes", "tiny", "--threads", "1", "--no-startup", "--no-roofline", "--time-per-case", "0.01",
-            "--quiet"]
+TINY_RUN = ["--sizes", "tiny", "--threads", "1", "--no-startup", "--no-roofline",
+            "--time-per-case", "0.01", "--quiet"]
 
 
 # ----------------------------------------------------------------------------

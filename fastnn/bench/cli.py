@@ -269,8 +269,11 @@ def main(argv=None):
     progress = Progress(not args.quiet)
     try:
         result = run(config, progress)
-    finally:
+    except KeyboardInterrupt:
         progress.done()
+        print("python -m fastnn bench: interrupted", file=sys.stderr)
+        return 130
+    progress.done()
     sys.stdout.write(render(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -109,7 +109,9 @@ def _startup(result):
             lines.append(f"  fastnn[{name}]: {entry['error']}")
             continue
         text = (f"  fastnn[{name}], warm on-disk cache: first call "
-                f"{fmt_time(entry['first_call_s'])} (second {fmt_time(entry['second_call_s'])}), "
+                f"{fmt_time(entry['first_call_s'])} (importing the backends "
+                f"{fmt_time(entry['load_backends_s'])} of it; second call "
+                f"{fmt_time(entry['second_call_s'])}), "
                 f"warmup() loading every kernel {fmt_time(entry['warmup_s'])}")
         if "cold_warmup_s" in entry:
             text += f"; cold compile of every kernel {fmt_time(entry['cold_warmup_s'])}"

@@ -10,6 +10,7 @@ suite stays fast) and ``thorough``; pick one with FASTNN_HYPOTHESIS_PROFILE.
 """
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +26,16 @@ settings.register_profile("fastnn", max_examples=25, deadline=None,
 settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("FASTNN_HYPOTHESIS_PROFILE", "fastnn"))
+
+# On a failure hypothesis writes a patch with libcst, whose import warns
+# (DeprecationWarning from mypy_extensions); under filterwarnings=error that
+# becomes an INTERNALERROR that hides the failure itself.  Import it now, quietly.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:
+        pass
 
 
 @pytest.fixture(scope="module", params=AVAILABLE_BACKENDS)

@@ -237,6 +237,17 @@ def batchnorm_backward_errors():
     ]
 
 
+def batchnorm_forward_scales(kw):
+    """A kernel may fold the affine map into y = x * s + t with s = weight * invstd
+    and t = bias - mean * s: y is then the sum of terms of size |x| |s| and |t|,
+    large against y when the mean is large against the spread."""
+    y, mean, invstd = oracle.batchnorm_forward(**kw)
+    x = np.moveaxis(kw["x"], 1, -1).reshape(-1, kw["x"].shape[1])
+    s = invstd if kw.get("weight") is None else invstd * np.abs(kw["weight"])
+    t = np.abs(mean) * s + (0 if kw.get("bias") is None else np.abs(kw["bias"]))
+    return ((np.abs(x).max(axis=0) * s + t).max(), None, None)
+
+
 def batchnorm_backward_scales(kw):
     """dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) cancels to ~0 when a
     channel has few values (two values: exactly); dweight and dbias are sums of
@@ -445,6 +456,39 @@ def softmax_cross_entropy_with_grad_errors():
     ])
 
 
+def _ce_term_scales(kw):
+    """(loss, gradient) term sizes.  loss_i = -sum_c q[i,c] (z[i,c] - lse_i) may be
+    formed as lse_i - z[i,y] (terms |z| + |lse|); dlogits = p Q - q cancels
+    to 0 where the target matches the softmax (terms p Q + q)."""
+    logits = kw["logits"]
+    q, divisor = oracle._target_weights(logits, kw["target"], kw.get("weight"),
+                                        kw.get("ignore_index", -100),
+                                        kw.get("label_smoothing", 0.0))
+    divisor = divisor or 1.0          # nothing counted: q = 0, and 0 is exact
+    finite = np.isfinite(logits)
+    z_size = np.abs(np.where(finite, logits, 0.0))
+    row_max = np.where(finite, logits, -np.inf).max(axis=1, keepdims=True)
+    lse = row_max + np.log(np.exp(np.where(finite, logits - row_max, -np.inf)).sum(
+        axis=1, keepdims=True))
+    loss_rows = (q * (z_size + np.abs(lse))).sum(axis=1)
+    grad_terms = oracle.softmax(logits, axis=1) * q.sum(axis=1, keepdims=True) + q
+    reduction = kw.get("reduction", "mean")
+    grad_loss = kw.get("grad_loss", 1.0)
+    if reduction == "none":
+        factor = np.abs(np.broadcast_to(np.asarray(grad_loss, float), (len(logits),)))
+        return loss_rows.max(), (grad_terms * factor[:, None]).max()
+    per = divisor if reduction == "mean" else 1.0
+    return loss_rows.sum() / per, (grad_terms * abs(float(grad_loss)) / per).max()
+
+
+def log_softmax_scales(kw):
+    """x - logsumexp(x) may round at the size of the logsumexp, not the result."""
+    x = kw["x"]
+    result = oracle.log_softmax(x, kw.get("axis", -1))
+    return (np.abs(x[np.isfinite(x)]).max(initial=0.0)
+            + np.abs(result[np.isfinite(result)]).max(initial=0.0))
+
+
 def _ce_mutable(kwargs):
     return ("out",) if kwargs.get("out") is not None else ()
 
@@ -542,17 +586,18 @@ def linear_backward_errors():
 
 OPS = [
     OpInfo("batchnorm_forward", batchnorm_forward_samples, batchnorm_forward_errors,
-           _bn_running_stats),
+           _bn_running_stats, batchnorm_forward_scales),
     OpInfo("batchnorm_backward", batchnorm_backward_samples, batchnorm_backward_errors,
            term_scales=batchnorm_backward_scales),
     OpInfo("softmax", softmax_samples, softmax_errors),
-    OpInfo("log_softmax", softmax_samples, softmax_errors),
+    OpInfo("log_softmax", softmax_samples, softmax_errors, term_scales=log_softmax_scales),
     OpInfo("softmax_cross_entropy", softmax_cross_entropy_samples,
-           softmax_cross_entropy_errors),
+           softmax_cross_entropy_errors, term_scales=lambda kw: _ce_term_scales(kw)[0]),
     OpInfo("softmax_cross_entropy_backward", softmax_cross_entropy_backward_samples,
-           softmax_cross_entropy_backward_errors),
+           softmax_cross_entropy_backward_errors,
+           term_scales=lambda kw: _ce_term_scales(kw)[1]),
     OpInfo("softmax_cross_entropy_with_grad", softmax_cross_entropy_with_grad_samples,
-           softmax_cross_entropy_with_grad_errors, _ce_mutable),
+           softmax_cross_entropy_with_grad_errors, _ce_mutable, _ce_term_scales),
     OpInfo("linear_forward", linear_forward_samples, linear_forward_errors,
            term_scales=linear_forward_scales),
     OpInfo("linear_backward", linear_backward_samples, linear_backward_errors,

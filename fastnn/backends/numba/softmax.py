@@ -1,51 +1,58 @@
 """Numba softmax, log-softmax and fused softmax-cross-entropy kernels.
 
-Shapes: logits ``x[N, C]`` (N rows, C classes); ``target`` is ``int64[N]``
-class indices (or ``ignore_index``) or floating ``[N, C]`` probabilities;
-``weight[C]`` optional class weights.  softmax/log_softmax take any shape and
-axis: the axis is moved last (a contiguous copy only when the result is not
-already C-ordered) and every row goes through the same row kernel.
+Dimension letters: N rows (the batch), C classes.  ``logits[N, C]``;
+``target`` is ``int64[N]`` class indices (or ``ignore_index``) or floating
+``[N, C]`` probabilities; ``weight[C]`` optional class weights; eps is the
+label smoothing.  softmax/log_softmax take any shape and axis: the axis is
+moved last (a contiguous copy only when that view is not C-ordered) and every
+row goes through the same row code.
 
-Per row, all while the row is in cache (the row is read from memory once):
+Per row, while the row is in cache (so each row is read from memory once):
 
-    m   = max_c x[c]                      pass 1 (reads x)
-    e_c = exp(x[c] - m)                   pass 2 (stored in the gradient row
-    S   = sum_c e_c,  lse = log S                 or a per-block scratch row)
-    logp_c = x[c] - m - lse
-    loss   = (1-eps) * w[y] * -logp[y] + eps/C * sum_c w[c] * -logp[c]
-    grad_c = g * (e_c * A / S - eps/C * w[c] - (1-eps) * w[y] * [c == y])
-             with A = (1-eps) w[y] + eps/C * sum_c w[c]   pass 3 (in place)
+    pass 1  m = max_c x[c]                       (reads the row)
+    pass 2  e_c = exp(x[c] - m), S = sum_c e_c   (e goes to the gradient row,
+            lse = log S                           or to a per-block scratch row)
+    loss = (1-eps) w[y] (lse - (x[y] - m)) + eps/C sum_c w[c] (lse - (x[c] - m))
+    pass 3  grad_c = g (A e_c / S - eps/C w[c] - (1-eps) w[y] [c == y]),
+            A = (1-eps) w[y] + eps/C sum_c w[c]  (in place over e)
 
-and for probability targets (t' = (1-eps) t + eps/C, T = sum_c w[c] t'[c]):
-loss = lse * T - sum_c w[c] t'[c] (x[c] - m), grad_c = g (e_c T / S - w[c] t'[c]);
-a term whose w[c] t'[c] is 0 adds 0 even where x[c] = -inf (as xlogy).
-g is grad_loss, divided by the mean's denominator (sum of w[y] over counted
-rows for index targets, N for probabilities), which is computed from the
-targets first - O(N) - so that gradients can be written in the same pass.
-Nothing is saved between forward and backward: the backward recomputes m and
-S from the logits, which costs the same pass over them as reading a saved
-softmax would.  Forward-only writes no N x C array.
+For probability targets, with wt[c] = w[c] ((1-eps) t[c] + eps/C) and
+T = sum_c wt[c]: loss = lse T - sum_c wt[c] (x[c] - m) and
+grad_c = g (T e_c / S - wt[c]); a class with wt = 0 adds 0 even where x is
+-inf (the xlogy limit).  g is grad_loss over the mean's denominator - the sum
+of w[y] over rows not ignored (index targets) or N (probabilities) - which
+is computed from the targets before any row (O(N)), so gradients are written
+in the same sweep.  The gradient entry at the target is formed in float64
+(A e_y - (1-eps) w[y] S) / S: for a confident row it is a difference of
+numbers near 1.
 
-Numerics: exp only ever sees x - m <= 0, so ``vexp_nonpositive`` (see
-_vexp.py) applies and -inf logits give e = 0 exactly; sums over a row (S and
-the smoothing/target sums) and the per-row losses accumulate in float64 for
-both dtypes; per-row losses are added in row order at the end, so the loss
-is bitwise identical for every thread count (the serial variant and the
-parallel one run the same row code).
+What forward saves: nothing.  The backward recomputes m and S from the
+logits, which costs the same one read as loading a saved softmax would, and
+``softmax_cross_entropy_with_grad`` gives both in one sweep.  The loss-only
+call writes no N x C array (one scratch row per block of rows).
 
-Variants: ``*_serial`` and ``*_parallel`` (prange over fixed blocks of rows,
-chosen by ``use_parallel``); in-place (gradient written over the logits) and
-out-of-place exp loops, because LLVM's alias check would send an exactly
-aliased pair to the scalar loop.
+Numerics: exp only sees x - m <= 0, so ``vexp_nonpositive`` (_vexp.py, a
+branch-free exp that LLVM vectorizes) applies; -inf logits give e = 0
+exactly; any finite logits (+-1e30) are safe.  S, the smoothing and target
+sums and the per-row losses are float64 for both dtypes; per-row losses are
+added in row order after the rows are done, so the loss is bitwise the same
+for any thread count (the serial and parallel variants run the same row code).
 
-Test: the conformance suite (tests/) and /tmp/cehelper/check_softmax.py
-(float64 NumPy formula and torch).  Bench: ``python -m fastnn bench
---kernels softmax_cross_entropy_with_grad`` and /tmp/cehelper/bench_ce.py.
+Variants: ``*_serial`` below ``use_parallel``'s size threshold, otherwise
+``*_parallel`` (prange over blocks of about _BLOCK_ELEMENTS elements, a size
+fixed by C and never by the thread count); the exp pass in place (gradient
+written over the logits, ``out=logits``) or from logits to a distinct array,
+because LLVM's runtime alias check would send an exactly aliased pair to the
+scalar loop.
+
+Test: tests/ (the conformance suite, every backend) and the scratch script
+/tmp/cehelper/check_softmax.py (float64 NumPy formulas and torch, strided and
+Fortran logits, thread-count determinism).  Bench: ``python -m fastnn bench``
+(cross-entropy kernels) and /tmp/cehelper/bench_ce.py.
 """
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -58,23 +65,22 @@ from ._vexp import maximum, vexp_nonpositive
 _BLOCK_ELEMENTS = 1 << 15
 
 
-# --- row helpers -------------------------------------------------------------
-# A helper takes a 2-D C-contiguous array and a row index, never a row slice:
-# a slice passed to a function that LLVM does not inline costs an atomic
-# increment and decrement of the array's reference count per call, and with
-# two threads those atomics fight over one cache line.  The helpers are small
-# enough for LLVM to inline, and the exp loops are written out in the block
-# functions below for the same reason; indices X[i, j] with i and j from
-# range() are provably non-negative, so no wraparound test blocks the
-# vectorizer.
+# --- row helpers ---------------------------------------------------------------
+# A helper takes a 2-D C-contiguous array and a row index, never a row slice,
+# and has no branch around its loop.  A row slice handed to a function LLVM
+# does not inline costs an atomic increment and decrement of the array's
+# reference count per call - per row - and with two threads those atomics
+# fight over one cache line; Numba prunes the reference counting of
+# branch-free helpers like these.  Indices X[i, j] with i and j from range()
+# are provably non-negative, so no wraparound test blocks the vectorizer.
 #
 # Numba runs LLVM without its SLP vectorizer, so only loops vectorize, and a
 # floating-point running sum only when LLVM may reorder it: the row sums are
-# compiled with fastmath={"reassoc"} and nothing else (no nnan/ninf, so -inf
-# and NaN keep their meaning; no contraction).  The order LLVM picks is fixed
-# in the compiled code, and the same row code runs in the serial and the
-# parallel kernels, so results are bitwise identical across thread counts
-# (tested).  The max uses llvm.maximum, which vectorizes with no flag at all.
+# compiled with fastmath={"reassoc"} and no other flag (no nnan/ninf: -inf and
+# NaN keep their meaning; no contraction).  The order LLVM picks is fixed in
+# the compiled code and the same row code runs in the serial and parallel
+# kernels, so results stay bitwise identical across thread counts (tested).
+# The max uses llvm.maximum, which LLVM vectorizes without any flag.
 
 @jit()
 def _row_max(X, i):
@@ -244,8 +250,7 @@ def _ce_index_block(start, stop, logits, target, weight, has_weight, weight_sum,
             # The target entry in float64: A e_y / S - keep w_y is a
             # difference of two numbers near 1 when the prediction is
             # confident, too close for float32.
-            w_offset = offset * w_y if has_weight else offset
-            grad[i, y] = g * ((A * e_y - keep * w_y * S) / S) - w_offset
+            grad[i, y] = g * ((A * e_y - keep * w_y * S) / S) - offset * w_y
 
 
 @jit()
@@ -305,56 +310,98 @@ def _rows_per_block(C):
     return max(1, _BLOCK_ELEMENTS // max(C, 1))
 
 
+# Reduction codes passed to the jitted drivers.
+_NONE, _SUM, _MEAN = 0, 1, 2
+_REDUCTION_CODES = {"none": _NONE, "sum": _SUM, "mean": _MEAN}
+
+
 @jit()
-def _sum_in_order(values):
+def _index_setup(target, weight, has_weight, ignore_index, C, reduction,
+                 grad_loss):
+    """(sum_c w[c], denominator of the mean, gradient scale of every row).
+
+    O(N + C) and done before any row, so that the rows can write their
+    gradients at once.  The mean divides by the sum of w[y] over the rows
+    not ignored; with every row ignored that is 0/0 = nan, as in PyTorch
+    (error_model="numpy": no exception, no warning).
+    """
+    weight_sum = 0.0
+    if has_weight:
+        for c in range(C):
+            weight_sum += weight[c]
+    else:
+        weight_sum = np.float64(C)
+    denominator = 1.0
+    if reduction == _MEAN:
+        denominator = 0.0
+        for i in range(target.shape[0]):
+            y = target[i]
+            if y != ignore_index:
+                denominator += np.float64(weight[y]) if has_weight else 1.0
+    return weight_sum, denominator, grad_loss / denominator
+
+
+@jit()
+def _reduce_in_order(row_loss, reduction, denominator):
+    """Sum (or mean) of the per-row losses, added in row order."""
     total = 0.0
-    for i in range(values.shape[0]):
-        total += values[i]
-    return total
+    if reduction == _NONE:
+        return total
+    for i in range(row_loss.shape[0]):
+        total += row_loss[i]
+    return total / denominator
 
 
 @jit()
-def _ce_index_serial(logits, target, weight, has_weight, weight_sum, ignore_index,
-                     eps, grad_scalar, grad_rows, use_grad_rows, grad, write_grad,
-                     inplace, row_loss):
+def _ce_index_serial(logits, target, weight, has_weight, ignore_index, eps, reduction,
+                     grad_loss, grad_rows, use_grad_rows, grad, write_grad, inplace,
+                     row_loss):
+    weight_sum, denominator, grad_scalar = _index_setup(
+        target, weight, has_weight, ignore_index, logits.shape[1], reduction, grad_loss)
     _ce_index_block(0, logits.shape[0], logits, target, weight, has_weight,
                     weight_sum, ignore_index, eps, grad_scalar, grad_rows,
                     use_grad_rows, grad, write_grad, inplace, row_loss)
-    return _sum_in_order(row_loss)
+    return _reduce_in_order(row_loss, reduction, denominator)
 
 
 @jit(parallel=True)
-def _ce_index_parallel(logits, target, weight, has_weight, weight_sum, ignore_index,
-                       eps, grad_scalar, grad_rows, use_grad_rows, grad, write_grad,
-                       inplace, row_loss):
+def _ce_index_parallel(logits, target, weight, has_weight, ignore_index, eps, reduction,
+                       grad_loss, grad_rows, use_grad_rows, grad, write_grad, inplace,
+                       row_loss):
+    weight_sum, denominator, grad_scalar = _index_setup(
+        target, weight, has_weight, ignore_index, logits.shape[1], reduction, grad_loss)
     N = logits.shape[0]
     rows = _rows_per_block(logits.shape[1])
     for b in prange((N + rows - 1) // rows):
         _ce_index_block(b * rows, min(N, (b + 1) * rows), logits, target, weight,
                         has_weight, weight_sum, ignore_index, eps, grad_scalar,
                         grad_rows, use_grad_rows, grad, write_grad, inplace, row_loss)
-    return _sum_in_order(row_loss)
+    return _reduce_in_order(row_loss, reduction, denominator)
 
 
 @jit()
-def _ce_prob_serial(logits, target, weight, eps, grad_scalar, grad_rows,
+def _ce_prob_serial(logits, target, weight, eps, reduction, grad_loss, grad_rows,
                     use_grad_rows, grad, write_grad, inplace, row_loss):
+    # Probability targets: the mean divides by N, whatever the weights.
+    denominator = np.float64(logits.shape[0]) if reduction == _MEAN else 1.0
     _ce_prob_block(0, logits.shape[0], logits, target, weight, eps,
-                   grad_scalar, grad_rows, use_grad_rows, grad, write_grad,
-                   inplace, row_loss)
-    return _sum_in_order(row_loss)
+                   grad_loss / denominator, grad_rows, use_grad_rows, grad,
+                   write_grad, inplace, row_loss)
+    return _reduce_in_order(row_loss, reduction, denominator)
 
 
 @jit(parallel=True)
-def _ce_prob_parallel(logits, target, weight, eps, grad_scalar, grad_rows,
+def _ce_prob_parallel(logits, target, weight, eps, reduction, grad_loss, grad_rows,
                       use_grad_rows, grad, write_grad, inplace, row_loss):
+    denominator = np.float64(logits.shape[0]) if reduction == _MEAN else 1.0
+    grad_scalar = grad_loss / denominator
     N = logits.shape[0]
     rows = _rows_per_block(logits.shape[1])
     for b in prange((N + rows - 1) // rows):
         _ce_prob_block(b * rows, min(N, (b + 1) * rows), logits, target, weight,
                        eps, grad_scalar, grad_rows, use_grad_rows,
                        grad, write_grad, inplace, row_loss)
-    return _sum_in_order(row_loss)
+    return _reduce_in_order(row_loss, reduction, denominator)
 
 
 @jit()
@@ -370,31 +417,43 @@ def _softmax_parallel(x, y, log):
         _softmax_block(b * rows, min(N, (b + 1) * rows), x, y, log)
 
 
-@jit()
-def _index_denominator(target, weight, has_weight, ignore_index):
-    """Sum of w[y] over rows whose target is not ignore_index (float64)."""
-    total = 0.0
-    for i in range(target.shape[0]):
-        y = target[i]
-        if y != ignore_index:
-            total += np.float64(weight[y]) if has_weight else 1.0
-    return total
-
-
 # --- Python entry points (the backend contract) ------------------------------
+# Kept thin: one jitted call per entry point (numba's dispatch costs about a
+# microsecond, the tiny-input budget is a few), and placeholder arrays for
+# unused arguments are made once per dtype.
 
-_EMPTY_GRAD_ROWS = np.empty(0, dtype=np.float64)
+_PLACEHOLDERS = {}
+
+
+def _placeholders(dtype):
+    """(empty [0] of dtype, empty [0, 0] of dtype, empty float64 [0]), never written."""
+    found = _PLACEHOLDERS.get(dtype)
+    if found is None:
+        found = (np.empty(0, dtype=dtype), np.empty((0, 0), dtype=dtype),
+                 np.empty(0, dtype=np.float64))
+        _PLACEHOLDERS[dtype] = found
+    return found
+
+
+def _contiguous(a):
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _same_memory(a, b):
+    """a and b are the same C-ordered elements (e.g. two views of one array)."""
+    return (a.flags.c_contiguous and np.may_share_memory(a, b)
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape)
 
 
 def _softmax_any_axis(x, axis, log):
     moved = np.moveaxis(x, axis, -1)
-    rows = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1]) if moved.size else None
     y = np.empty(moved.shape, dtype=x.dtype)
-    if rows is None or moved.shape[-1] == 0:
-        return np.moveaxis(y, -1, axis)
-    y_rows = y.reshape(rows.shape)
-    kernel = _softmax_parallel if use_parallel(rows.size) else _softmax_serial
-    kernel(rows, y_rows, log)
+    if y.size:
+        C = moved.shape[-1]
+        rows = _contiguous(moved).reshape(-1, C)
+        kernel = _softmax_parallel if use_parallel(rows.size) else _softmax_serial
+        kernel(rows, y.reshape(rows.shape), log)
     return np.moveaxis(y, -1, axis)
 
 
@@ -410,106 +469,91 @@ def log_softmax(x, axis):
 
 def _run(logits, target, weight, ignore_index, reduction, label_smoothing,
          grad_loss, grad, inplace):
-    """Shared driver: returns (row_loss float64[N], total float, denominator)."""
+    """One fused call: per-row losses, the reduced loss and (if grad) the gradient.
+
+    Returns (row_loss float64[N], reduced loss as a float).  grad_loss is
+    None (1 per row), a float, or an [N] array for reduction "none".
+    """
     N, C = logits.shape
     dtype = logits.dtype
-    has_weight = weight is not None
-    weight_c = np.ascontiguousarray(weight) if has_weight else np.empty(0, dtype=dtype)
-    index_target = target.ndim == 1
-    if index_target:
-        target_c = np.ascontiguousarray(target)
-        if reduction == "mean":
-            denominator = _index_denominator(target_c, weight_c, has_weight, ignore_index)
-        else:
-            denominator = 1.0
-    else:
-        target_c = np.ascontiguousarray(target)
-        denominator = float(N) if reduction == "mean" else 1.0
-
-    use_grad_rows = False
-    grad_rows = _EMPTY_GRAD_ROWS
-    grad_scalar = 1.0
-    write_grad = grad is not None
-    if write_grad:
-        if reduction == "none":
-            if grad_loss is not None:
-                use_grad_rows = True
-                grad_rows = np.ascontiguousarray(grad_loss, dtype=np.float64)
-        else:
-            g = 1.0 if grad_loss is None else float(grad_loss)
-            # 0/0 with every target ignored gives nan, never used for a row.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                grad_scalar = float(np.float64(g) / np.float64(denominator)) \
-                    if reduction == "mean" else g
-    else:
-        grad = np.empty((0, 0), dtype=dtype)
-
+    no_weight, no_grad, no_rows = _placeholders(dtype)
     row_loss = np.empty(N, dtype=np.float64)
-    if C == 0:
-        # No classes (every index target must then be ignored): zero loss.
-        row_loss[:] = 0.0
-        return row_loss, 0.0, denominator
-    parallel = use_parallel(N * C)
-    if index_target:
-        kernel = _ce_index_parallel if parallel else _ce_index_serial
-        weight_sum = float(np.sum(weight_c, dtype=np.float64)) if has_weight else float(C)
-        total = kernel(logits, target_c, weight_c, has_weight, weight_sum,
-                       ignore_index, float(label_smoothing), grad_scalar, grad_rows,
-                       use_grad_rows, grad, write_grad, inplace, row_loss)
+    code = _REDUCTION_CODES[reduction]
+    use_grad_rows = False
+    grad_rows = no_rows
+    grad_scalar = 1.0
+    if grad is None:
+        write_grad = False
+        grad = no_grad
     else:
+        write_grad = True
+        if isinstance(grad_loss, np.ndarray) and grad_loss.ndim == 1:
+            use_grad_rows = True
+            grad_rows = _contiguous(grad_loss.astype(np.float64, copy=False))
+        elif grad_loss is not None:
+            grad_scalar = float(grad_loss)
+    if C == 0:
+        # No classes: every index target is ignored; nothing to compute.
+        row_loss[:] = 0.0
+        return row_loss, (np.nan if code == _MEAN else 0.0)
+    parallel = use_parallel(N * C)
+    if target.ndim == 1:
+        has_weight = weight is not None
+        kernel = _ce_index_parallel if parallel else _ce_index_serial
+        total = kernel(logits, _contiguous(target),
+                       _contiguous(weight) if has_weight else no_weight, has_weight,
+                       ignore_index, float(label_smoothing), code, grad_scalar,
+                       grad_rows, use_grad_rows, grad, write_grad, inplace, row_loss)
+    else:
+        # One loop per helper, no branch on has_weight: absent weights are ones.
+        weight_or_ones = _contiguous(weight) if weight is not None else np.ones(C, dtype=dtype)
         kernel = _ce_prob_parallel if parallel else _ce_prob_serial
-        weight_or_ones = weight_c if has_weight else np.ones(C, dtype=dtype)
-        total = kernel(logits, target_c, weight_or_ones, float(label_smoothing),
-                       grad_scalar, grad_rows, use_grad_rows, grad, write_grad,
-                       inplace, row_loss)
-    return row_loss, total, denominator
+        total = kernel(logits, _contiguous(target), weight_or_ones,
+                       float(label_smoothing), code, grad_scalar, grad_rows,
+                       use_grad_rows, grad, write_grad, inplace, row_loss)
+    return row_loss, total
 
 
-def _reduce(row_loss, total, denominator, reduction, dtype):
+def _loss_array(row_loss, total, reduction, dtype):
     if reduction == "none":
-        return row_loss.astype(dtype)
-    if reduction == "mean":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray(np.float64(total) / np.float64(denominator), dtype=dtype)
-    return np.asarray(total, dtype=dtype)
+        return row_loss if dtype == np.float64 else row_loss.astype(dtype)
+    return np.array(total, dtype=dtype)
 
 
 def softmax_cross_entropy(logits, target, weight, ignore_index, reduction,
                           label_smoothing):
     """Cross-entropy of softmax(logits) and target; no N x C array is written."""
-    logits_c = np.ascontiguousarray(logits)
-    row_loss, total, denominator = _run(logits_c, target, weight, ignore_index,
-                                        reduction, label_smoothing, None, None, False)
-    return _reduce(row_loss, total, denominator, reduction, logits.dtype)
+    row_loss, total = _run(_contiguous(logits), target, weight, ignore_index,
+                           reduction, label_smoothing, None, None, False)
+    return _loss_array(row_loss, total, reduction, logits.dtype)
 
 
 def _gradient(logits, target, grad_loss, weight, ignore_index, reduction,
               label_smoothing, out):
-    """Run the fused kernel writing the gradient into ``out`` (or a fresh array)."""
+    """Run the fused kernel with the gradient going into ``out`` (or a fresh array)."""
     if logits.flags.c_contiguous:
         source = logits
         if out is None:
-            grad = np.empty(logits.shape, dtype=logits.dtype)
-            inplace = False
-        elif out.flags.c_contiguous and (out is logits or out.ctypes.data == logits.ctypes.data):
+            grad, inplace = np.empty(logits.shape, dtype=logits.dtype), False
+        elif out is logits or _same_memory(out, logits):
             grad, inplace = out, True
         elif out.flags.c_contiguous and not np.may_share_memory(out, logits):
             grad, inplace = out, False
         else:
+            # out overlaps logits in some other way: go through a temporary.
             grad, inplace = np.empty(logits.shape, dtype=logits.dtype), False
     else:
-        # The kernel needs C-ordered rows: work on a private copy and write
-        # the gradient over it.
+        # The kernel needs C-ordered rows: make a private copy and write the
+        # gradient over it.
         source = np.ascontiguousarray(logits)
         grad, inplace = source, True
-    row_loss, total, denominator = _run(source, target, weight, ignore_index,
-                                        reduction, label_smoothing, grad_loss,
-                                        grad, inplace)
+    row_loss, total = _run(source, target, weight, ignore_index, reduction,
+                           label_smoothing, grad_loss, grad, inplace)
     if out is None:
         out = grad
     elif grad is not out:
         out[...] = grad
-    return out, row_loss, total, denominator
+    return out, row_loss, total
 
 
 def softmax_cross_entropy_backward(logits, target, grad_loss, weight, ignore_index,
@@ -517,15 +561,14 @@ def softmax_cross_entropy_backward(logits, target, grad_loss, weight, ignore_ind
     """d(loss)/d(logits) times grad_loss (a float, or [N] for "none")."""
     if reduction == "none":
         grad_loss = np.asarray(grad_loss)
-    dlogits, _, _, _ = _gradient(logits, target, grad_loss, weight, ignore_index,
-                                 reduction, label_smoothing, None)
+    dlogits, _, _ = _gradient(logits, target, grad_loss, weight, ignore_index,
+                              reduction, label_smoothing, None)
     return dlogits
 
 
 def softmax_cross_entropy_with_grad(logits, target, weight, ignore_index, reduction,
                                     label_smoothing, out):
     """(loss, gradient of loss.sum()) in one pass; the gradient goes into ``out``."""
-    dtype = logits.dtype
-    dlogits, row_loss, total, denominator = _gradient(
-        logits, target, None, weight, ignore_index, reduction, label_smoothing, out)
-    return _reduce(row_loss, total, denominator, reduction, dtype), dlogits
+    dlogits, row_loss, total = _gradient(logits, target, None, weight, ignore_index,
+                                         reduction, label_smoothing, out)
+    return _loss_array(row_loss, total, reduction, logits.dtype), dlogits

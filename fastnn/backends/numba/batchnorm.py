@@ -59,6 +59,11 @@ _TILE_ELEMENTS = 1 << 16
 _MIN_TILE_ROWS = 64
 # Columns of one tile at most: its float64 accumulators (2 x 8 KiB) stay in L1.
 _MAX_TILE_COLUMNS = 1024
+# Rows summed in x's dtype before their total goes into a float64
+# accumulator: float32 arithmetic runs 8 lanes wide where float64 runs 4, and
+# the rounding of a run of 8 float32 values (about 8 * 6e-8 relative) is far
+# below what float32 results can show.
+_RUN_ROWS = 8
 # Spatial size from which the "planes" layout is used.
 _PLANE_MIN_S = 32
 
@@ -125,58 +130,60 @@ def _fold_sum(a, w):
 
 
 @jit()
-def _moments_tile(x2, n0, n1, j0, j1, shift, acc1, acc2):
-    """acc1 = sum(x - shift), acc2 = sum((x - shift)^2) over rows n0:n1, float64."""
+def _moments_tile(x2, n0, n1, j0, j1, shift, acc1, acc2, run1, run2):
+    """acc1 = sum(x - shift), acc2 = sum((x - shift)^2) over rows n0:n1.
+
+    shift holds values of x itself, so x - shift is exact in x's dtype for
+    data near it.  Runs of _RUN_ROWS rows are summed in x's dtype (run1,
+    run2: full-width vectors, 8 float32 per instruction) and each run total
+    is added into the float64 accumulators acc1, acc2.
+    """
     W = j1 - j0
     for i in range(W):
         acc1[i] = 0.0
         acc2[i] = 0.0
-    n = n0
-    # Two rows per sweep: half the accumulator loads and stores.
-    while n + 2 <= n1:
-        xa = x2[n, j0:j1]
-        xb = x2[n + 1, j0:j1]
+    for r0 in range(n0, n1, _RUN_ROWS):
+        xr = x2[r0, j0:j1]
         for i in range(W):
-            da = np.float64(xa[i]) - shift[i]
-            db = np.float64(xb[i]) - shift[i]
-            acc1[i] += da + db
-            acc2[i] += da * da + db * db
-        n += 2
-    if n < n1:
-        xa = x2[n, j0:j1]
+            d = xr[i] - shift[i]
+            run1[i] = d
+            run2[i] = d * d
+        for n in range(r0 + 1, min(n1, r0 + _RUN_ROWS)):
+            xr = x2[n, j0:j1]
+            for i in range(W):
+                d = xr[i] - shift[i]
+                run1[i] += d
+                run2[i] += d * d
         for i in range(W):
-            da = np.float64(xa[i]) - shift[i]
-            acc1[i] += da
-            acc2[i] += da * da
+            acc1[i] += run1[i]
+            acc2[i] += run2[i]
 
 
 @jit()
-def _grad_sums_tile(dy2, x2, n0, n1, j0, j1, center, acc_dy, acc_dyx):
-    """acc_dy = sum(dy), acc_dyx = sum(dy * (x - center)) over rows n0:n1, float64."""
+def _grad_sums_tile(dy2, x2, n0, n1, j0, j1, center, acc_dy, acc_dyx, run1, run2):
+    """acc_dy = sum(dy), acc_dyx = sum(dy * (x - center)) over rows n0:n1.
+
+    Summed as _moments_tile does: runs in x's dtype, totals in float64.
+    """
     W = j1 - j0
     for i in range(W):
         acc_dy[i] = 0.0
         acc_dyx[i] = 0.0
-    n = n0
-    while n + 2 <= n1:
-        ga = dy2[n, j0:j1]
-        gb = dy2[n + 1, j0:j1]
-        xa = x2[n, j0:j1]
-        xb = x2[n + 1, j0:j1]
+    for r0 in range(n0, n1, _RUN_ROWS):
+        gr = dy2[r0, j0:j1]
+        xr = x2[r0, j0:j1]
         for i in range(W):
-            a = np.float64(ga[i])
-            b = np.float64(gb[i])
-            acc_dy[i] += a + b
-            acc_dyx[i] += (a * (np.float64(xa[i]) - center[i])
-                           + b * (np.float64(xb[i]) - center[i]))
-        n += 2
-    if n < n1:
-        ga = dy2[n, j0:j1]
-        xa = x2[n, j0:j1]
+            run1[i] = gr[i]
+            run2[i] = gr[i] * (xr[i] - center[i])
+        for n in range(r0 + 1, min(n1, r0 + _RUN_ROWS)):
+            gr = dy2[n, j0:j1]
+            xr = x2[n, j0:j1]
+            for i in range(W):
+                run1[i] += gr[i]
+                run2[i] += gr[i] * (xr[i] - center[i])
         for i in range(W):
-            a = np.float64(ga[i])
-            acc_dy[i] += a
-            acc_dyx[i] += a * (np.float64(xa[i]) - center[i])
+            acc_dy[i] += run1[i]
+            acc_dyx[i] += run2[i]
 
 
 @jit()
@@ -239,13 +246,16 @@ def _scaled_grad_tile(dy2, dx2, n0, n1, j0, j1, k1):
 @jit()
 def _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2):
     slot, c, n0, n1, j0, j1 = _tile(plan, t, x2.shape[0], C, S)
+    W = j1 - j0
+    run1 = np.empty(W, x2.dtype)
+    run2 = np.empty(W, x2.dtype)
     if c < 0:
-        _moments_tile(x2, n0, n1, j0, j1, shift_cols[j0:j1], s1[slot, j0:j1], s2[slot, j0:j1])
+        _moments_tile(x2, n0, n1, j0, j1, shift_cols[j0:j1],
+                      s1[slot, j0:j1], s2[slot, j0:j1], run1, run2)
     else:
-        W = j1 - j0
         acc1 = np.empty(W)
         acc2 = np.empty(W)
-        _moments_tile(x2, n0, n1, j0, j1, np.full(W, shift[c]), acc1, acc2)
+        _moments_tile(x2, n0, n1, j0, j1, np.full(W, shift[c]), acc1, acc2, run1, run2)
         s1[slot, c] = _fold_sum(acc1, W)
         s2[slot, c] = _fold_sum(acc2, W)
 
@@ -253,14 +263,17 @@ def _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2):
 @jit()
 def _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, center, s_dy, s_dyx):
     slot, c, n0, n1, j0, j1 = _tile(plan, t, x2.shape[0], C, S)
+    W = j1 - j0
+    run1 = np.empty(W, x2.dtype)
+    run2 = np.empty(W, x2.dtype)
     if c < 0:
         _grad_sums_tile(dy2, x2, n0, n1, j0, j1, center_cols[j0:j1],
-                        s_dy[slot, j0:j1], s_dyx[slot, j0:j1])
+                        s_dy[slot, j0:j1], s_dyx[slot, j0:j1], run1, run2)
     else:
-        W = j1 - j0
         acc_dy = np.empty(W)
         acc_dyx = np.empty(W)
-        _grad_sums_tile(dy2, x2, n0, n1, j0, j1, np.full(W, center[c]), acc_dy, acc_dyx)
+        _grad_sums_tile(dy2, x2, n0, n1, j0, j1, np.full(W, center[c]),
+                        acc_dy, acc_dyx, run1, run2)
         s_dy[slot, c] = _fold_sum(acc_dy, W)
         s_dyx[slot, c] = _fold_sum(acc_dyx, W)
 
@@ -349,7 +362,7 @@ def _channel_shifts(x2, C, S):
     K being one of the channel's own n values bounds that ratio by n (it is
     a few units for any ordinary data), so float64 sums stay accurate.
     """
-    shift = np.empty(C)
+    shift = np.empty(C, x2.dtype)
     for c in range(C):
         shift[c] = x2[0, c * S]
     return shift
@@ -516,11 +529,10 @@ def _backward_serial(dy2, x2, C, S, weight, has_weight, mean, invstd, training,
     width = C if planes else C * S
     s_dy = np.empty((plan[5], width))
     s_dyx = np.empty((plan[5], width))
-    center = mean.astype(np.float64)
-    center_cols = _per_column(center, planes, S)
+    center_cols = _per_column(mean, planes, S)
     if training:
         for t in range(plan[6]):
-            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, center, s_dy, s_dyx)
+            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, mean, s_dy, s_dyx)
         sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
         dy_center, k1, k2, tc = _backward_coefficients(
             x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, invstd, dweight_out, dbias_out)
@@ -535,7 +547,7 @@ def _backward_serial(dy2, x2, C, S, weight, has_weight, mean, invstd, training,
         k1 = _per_column(_grad_scale(weight, has_weight, invstd), planes, S)
         for t in range(plan[6]):
             _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, has_weight,
-                                 center_cols, center, s_dy, s_dyx)
+                                 center_cols, mean, s_dy, s_dyx)
         if has_weight:
             sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
             _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out)
@@ -549,11 +561,10 @@ def _backward_parallel(dy2, x2, C, S, weight, has_weight, mean, invstd, training
     width = C if planes else C * S
     s_dy = np.empty((plan[5], width))
     s_dyx = np.empty((plan[5], width))
-    center = mean.astype(np.float64)
-    center_cols = _per_column(center, planes, S)
+    center_cols = _per_column(mean, planes, S)
     if training:
         for t in prange(plan[6]):
-            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, center, s_dy, s_dyx)
+            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, mean, s_dy, s_dyx)
         sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
         dy_center, k1, k2, tc = _backward_coefficients(
             x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, invstd, dweight_out, dbias_out)
@@ -568,7 +579,7 @@ def _backward_parallel(dy2, x2, C, S, weight, has_weight, mean, invstd, training
         k1 = _per_column(_grad_scale(weight, has_weight, invstd), planes, S)
         for t in prange(plan[6]):
             _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, has_weight,
-                                 center_cols, center, s_dy, s_dyx)
+                                 center_cols, mean, s_dy, s_dyx)
         if has_weight:
             sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
             _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out)

@@ -175,7 +175,10 @@ class Progress:
         prefix = f"[{step:>{len(str(total))}}/{total} {elapsed:4.0f}s] " if step else \
             f"[{elapsed:4.0f}s] "
         text = prefix + message
-        if self.tty:
+        if self.tty and message.startswith("warning:"):     # kept, not overwritten
+            sys.stderr.write("\r" + text.ljust(self.width) + "\n")
+            self.width = 0
+        elif self.tty:
             sys.stderr.write("\r" + text.ljust(self.width))
             self.width = len(text)
         else:

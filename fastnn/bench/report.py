@@ -125,7 +125,7 @@ def _startup(result):
     return lines
 
 
-_COLUMNS = (("size", 22, "<"), ("impl", 14, "<"), ("median", 9, ">"), ("min", 9, ">"),
+_COLUMNS = (("size", 24, "<"), ("impl", 14, "<"), ("median", 9, ">"), ("min", 9, ">"),
             ("max", 9, ">"), ("xNumPy", 7, ">"), ("xTorch", 7, ">"), ("rate", 12, ">"),
             ("%roof", 6, ">"), ("extra", 8, ">"))
 

@@ -141,6 +141,12 @@ def count_cases(config):
 def run(config, progress=lambda message, step=None, total=None: None):
     """Run the benchmark ``config`` describes; returns every figure as a dict."""
     started = time.perf_counter()
+    probe = BusyMeter()
+    time.sleep(0.3)
+    busy = probe.result()
+    if busy and busy["other_cpus"] > 0.5:
+        progress(f"warning: other processes keep {busy['other_cpus']:.1f} CPU(s) busy; "
+                 f"the figures will be slower and noisier than this machine can do")
     meter = BusyMeter()
     contenders, skipped = contenders_mod.make_contenders(config.backends, config.use_torch)
     fastnn_names = [c.backend for c in contenders if c.kind == "fastnn"]

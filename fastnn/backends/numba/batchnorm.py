@@ -57,15 +57,18 @@ _TILE_ELEMENTS = 1 << 16
 # A "rows" tile has at least this many rows, so that the per-column partials
 # (24 bytes per column and row block) stay small against the data.
 _MIN_TILE_ROWS = 64
-# Columns of one tile at most: its float64 accumulators (2 x 8 KiB) stay in L1.
+# Columns of one "rows" tile at most: its accumulators stay in L1.
 _MAX_TILE_COLUMNS = 1024
-# Rows summed in x's dtype before their total goes into a float64
-# accumulator: float32 arithmetic runs 8 lanes wide where float64 runs 4, and
-# the rounding of a run of 8 float32 values (about 8 * 6e-8 relative) is far
-# below what float32 results can show.
+# Rows (or plane chunks) summed in x's dtype before their total goes into a
+# float64 accumulator: float32 arithmetic runs 8 lanes wide where float64
+# runs 4, and the rounding of a run of 8 float32 values (about 8 * 6e-8
+# relative) is far below what float32 results can show.
 _RUN_ROWS = 8
-# Spatial size from which the "planes" layout is used.
-_PLANE_MIN_S = 32
+# Spatial size from which the "planes" layout is used: below it a plane is
+# too short a stretch of memory to stream well, and "rows" reads whole rows.
+_PLANE_MIN_S = 256
+# A "planes" tile reads its planes as consecutive chunks of _LANES values.
+_LANES = 128
 
 
 @jit()
@@ -75,16 +78,21 @@ def _cdiv(a, b):
 
 # ----------------------------------------------------------------------------
 # Tiling.  A plan is (planes, R, nrb, W, ncb, nslots, ntiles):
-#   rows:   tile t = (row block t // ncb, column chunk t % ncb), slot = row block
-#   planes: tile t = (slot t // C, channel t % C), slot = (row block, chunk of S)
+#   rows:   tile t = (row block t // ncb, column chunk t % ncb), slot = row block;
+#           W columns per chunk.
+#   planes: tile t = (slot t // C, channel t % C), slot = (row block, chunk of
+#           the plane), a chunk being W consecutive values (the whole plane
+#           unless S exceeds a tile).
 
 @jit()
 def _plan(N, C, S):
     L = C * S
     if S >= _PLANE_MIN_S:
-        ncb = _cdiv(S, _MAX_TILE_COLUMNS)
-        W = _cdiv(S, ncb)
-        R = min(N, max(1, _cdiv(_TILE_ELEMENTS, W)))
+        ncb = _cdiv(S, _TILE_ELEMENTS)
+        W = _cdiv(_cdiv(S, ncb), _LANES) * _LANES
+        ncb = _cdiv(S, W)
+        nrb = max(1, min(N, (N * min(S, W)) // _TILE_ELEMENTS))
+        R = _cdiv(N, nrb)
         nrb = _cdiv(N, R)
         nslots = nrb * ncb
         return True, R, nrb, W, ncb, nslots, nslots * C
@@ -187,6 +195,87 @@ def _grad_sums_tile(dy2, x2, n0, n1, j0, j1, center, acc_dy, acc_dyx, run1, run2
 
 
 @jit()
+def _moments_plane_tile(x2, n0, n1, j0, j1, k, acc1, acc2, run1, run2):
+    """_moments_tile for one channel's stretch x2[n0:n1, j0:j1] and one shift k.
+
+    Each row's stretch is read front to back as chunks of L = acc1.size
+    values (lane i of every chunk adds into lane i of the accumulators);
+    runs of _RUN_ROWS chunks are summed in x's dtype, then in float64; the
+    last partial chunk of each row goes straight into float64.
+    """
+    L = acc1.size
+    for i in range(L):
+        acc1[i] = 0.0
+        acc2[i] = 0.0
+        run1[i] = 0.0
+        run2[i] = 0.0
+    M = j1 - j0
+    full = M - M % L
+    in_run = 0
+    for n in range(n0, n1):
+        for q in range(j0, j0 + full, L):
+            xs = x2[n, q:q + L]
+            for i in range(L):
+                d = xs[i] - k
+                run1[i] += d
+                run2[i] += d * d
+            in_run += 1
+            if in_run == _RUN_ROWS:
+                for i in range(L):
+                    acc1[i] += run1[i]
+                    acc2[i] += run2[i]
+                    run1[i] = 0.0
+                    run2[i] = 0.0
+                in_run = 0
+        xs = x2[n, j0 + full:j1]
+        for i in range(M - full):
+            d = np.float64(xs[i]) - k
+            acc1[i] += d
+            acc2[i] += d * d
+    for i in range(L):
+        acc1[i] += run1[i]
+        acc2[i] += run2[i]
+
+
+@jit()
+def _grad_sums_plane_tile(dy2, x2, n0, n1, j0, j1, center, acc_dy, acc_dyx, run1, run2):
+    """_grad_sums_tile for one channel's stretch, read as _moments_plane_tile reads it."""
+    L = acc_dy.size
+    for i in range(L):
+        acc_dy[i] = 0.0
+        acc_dyx[i] = 0.0
+        run1[i] = 0.0
+        run2[i] = 0.0
+    M = j1 - j0
+    full = M - M % L
+    in_run = 0
+    for n in range(n0, n1):
+        for q in range(j0, j0 + full, L):
+            gs = dy2[n, q:q + L]
+            xs = x2[n, q:q + L]
+            for i in range(L):
+                run1[i] += gs[i]
+                run2[i] += gs[i] * (xs[i] - center)
+            in_run += 1
+            if in_run == _RUN_ROWS:
+                for i in range(L):
+                    acc_dy[i] += run1[i]
+                    acc_dyx[i] += run2[i]
+                    run1[i] = 0.0
+                    run2[i] = 0.0
+                in_run = 0
+        gs = dy2[n, j0 + full:j1]
+        xs = x2[n, j0 + full:j1]
+        for i in range(M - full):
+            g = np.float64(gs[i])
+            acc_dy[i] += g
+            acc_dyx[i] += g * (np.float64(xs[i]) - center)
+    for i in range(L):
+        acc_dy[i] += run1[i]
+        acc_dyx[i] += run2[i]
+
+
+@jit()
 def _affine_tile(x2, y2, n0, n1, j0, j1, center, scale, offset):
     """y = (x - center) * scale + offset with per-column coefficients."""
     for n in range(n0, n1):
@@ -247,35 +336,36 @@ def _scaled_grad_tile(dy2, dx2, n0, n1, j0, j1, k1):
 def _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2):
     slot, c, n0, n1, j0, j1 = _tile(plan, t, x2.shape[0], C, S)
     W = j1 - j0
-    run1 = np.empty(W, x2.dtype)
-    run2 = np.empty(W, x2.dtype)
+    run1 = np.empty(max(W, _LANES), x2.dtype)
+    run2 = np.empty(max(W, _LANES), x2.dtype)
     if c < 0:
         _moments_tile(x2, n0, n1, j0, j1, shift_cols[j0:j1],
                       s1[slot, j0:j1], s2[slot, j0:j1], run1, run2)
     else:
-        acc1 = np.empty(W)
-        acc2 = np.empty(W)
-        _moments_tile(x2, n0, n1, j0, j1, np.full(W, shift[c]), acc1, acc2, run1, run2)
-        s1[slot, c] = _fold_sum(acc1, W)
-        s2[slot, c] = _fold_sum(acc2, W)
+        acc1 = np.empty(_LANES)
+        acc2 = np.empty(_LANES)
+        _moments_plane_tile(x2, n0, n1, j0, j1, shift[c], acc1, acc2,
+                            run1[:_LANES], run2[:_LANES])
+        s1[slot, c] = _fold_sum(acc1, _LANES)
+        s2[slot, c] = _fold_sum(acc2, _LANES)
 
 
 @jit()
 def _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, center, s_dy, s_dyx):
     slot, c, n0, n1, j0, j1 = _tile(plan, t, x2.shape[0], C, S)
     W = j1 - j0
-    run1 = np.empty(W, x2.dtype)
-    run2 = np.empty(W, x2.dtype)
+    run1 = np.empty(max(W, _LANES), x2.dtype)
+    run2 = np.empty(max(W, _LANES), x2.dtype)
     if c < 0:
         _grad_sums_tile(dy2, x2, n0, n1, j0, j1, center_cols[j0:j1],
                         s_dy[slot, j0:j1], s_dyx[slot, j0:j1], run1, run2)
     else:
-        acc_dy = np.empty(W)
-        acc_dyx = np.empty(W)
-        _grad_sums_tile(dy2, x2, n0, n1, j0, j1, np.full(W, center[c]),
-                        acc_dy, acc_dyx, run1, run2)
-        s_dy[slot, c] = _fold_sum(acc_dy, W)
-        s_dyx[slot, c] = _fold_sum(acc_dyx, W)
+        acc_dy = np.empty(_LANES)
+        acc_dyx = np.empty(_LANES)
+        _grad_sums_plane_tile(dy2, x2, n0, n1, j0, j1, center[c], acc_dy, acc_dyx,
+                              run1[:_LANES], run2[:_LANES])
+        s_dy[slot, c] = _fold_sum(acc_dy, _LANES)
+        s_dyx[slot, c] = _fold_sum(acc_dyx, _LANES)
 
 
 @jit()

@@ -404,7 +404,8 @@ def _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, need_sums,
 
 
 # ----------------------------------------------------------------------------
-# Between the passes: combining the slots, per-channel coefficients.
+# Between the passes: partial-sum buffers, combining the slots, per-channel
+# coefficients.  An absent optional array is a zero-length one.
 
 @jit()
 def _merge_sums(s_a, s_b, C, group):
@@ -444,6 +445,13 @@ def _per_column(v, planes, S):
 
 
 @jit()
+def _partial_buffers(plan, C, S):
+    """Two float64 buffers with one row of partial sums per slot."""
+    width = C if plan[0] else C * S
+    return np.empty((plan[5], width)), np.empty((plan[5], width))
+
+
+@jit()
 def _channel_shifts(x2, C, S):
     """K[c] = x[0, c, 0]: one value of each channel, subtracted before summing.
 
@@ -459,11 +467,11 @@ def _channel_shifts(x2, C, S):
 
 
 @jit()
-def _batch_statistics(N, S, sum1, sum2, shift, rmean, rvar, has_rmean, has_rvar,
+def _batch_statistics(plan, N, C, S, shift, s1, s2, running_mean, running_var,
                       momentum, eps, invstd_out):
-    """Mean (float64) from the shifted sums; invstd into invstd_out; the
-    running statistics updated in place (unbiased variance)."""
-    C = shift.size
+    """Batch mean (float64, returned) and invstd (into invstd_out) from the
+    moments pass; the running statistics updated in place (unbiased variance)."""
+    sum1, sum2 = _merge_sums(s1, s2, C, 1 if plan[0] else S)
     n = N * S
     mean = np.empty(C)
     for c in range(C):
@@ -471,84 +479,97 @@ def _batch_statistics(N, S, sum1, sum2, shift, rmean, rvar, has_rmean, has_rvar,
         m2 = max(sum2[c] - sum1[c] * d, 0.0)
         mean[c] = shift[c] + d
         invstd_out[c] = 1.0 / np.sqrt(m2 / n + eps)
-        if has_rmean:
-            rmean[c] = (1.0 - momentum) * rmean[c] + momentum * mean[c]
-        if has_rvar:
-            rvar[c] = (1.0 - momentum) * rvar[c] + momentum * (m2 / (n - 1))
+        if running_mean.size:
+            running_mean[c] = (1.0 - momentum) * running_mean[c] + momentum * mean[c]
+        if running_var.size:
+            running_var[c] = (1.0 - momentum) * running_var[c] + momentum * (m2 / (n - 1))
     return mean
 
 
 @jit()
-def _forward_coefficients(mean, var, training, eps, weight, bias, has_weight, has_bias,
-                          mean_out, invstd_out):
-    """(scale, offset) in x's dtype, for y = (x - mean_out) * scale + offset.
+def _running_statistics(running_mean, running_var, eps, invstd_out):
+    """Evaluation: the running mean (float64) and its invstd into invstd_out."""
+    mean = np.empty(running_mean.size)
+    for c in range(running_mean.size):
+        mean[c] = running_mean[c]
+        invstd_out[c] = 1.0 / np.sqrt(np.float64(running_var[c]) + eps)
+    return mean
 
-    mean_out receives the mean rounded to x's dtype (the center) and, in
-    evaluation, invstd_out receives 1/sqrt(var + eps); in training it holds
-    invstd already (var is unused then).
+
+@jit()
+def _affine_coefficients(plan, S, mean, invstd, weight, bias, mean_out):
+    """(center, scale, offset) in x's dtype for y = (x - center) * scale + offset.
+
+    center is the mean rounded to x's dtype, also written to mean_out;
+    offset = bias + (center - mean) * scale restores that rounding.
     """
     C = mean.size
     scale = np.empty(C, mean_out.dtype)
     offset = np.empty(C, mean_out.dtype)
     for c in range(C):
         mean_out[c] = mean[c]
-        if training:
-            istd = np.float64(invstd_out[c])
-        else:
-            istd = 1.0 / np.sqrt(np.float64(var[c]) + eps)
-            invstd_out[c] = istd
-        sc = istd * weight[c] if has_weight else istd
+        sc = np.float64(invstd[c])
+        if weight.size:
+            sc *= weight[c]
         off = (np.float64(mean_out[c]) - mean[c]) * sc
-        if has_bias:
+        if bias.size:
             off += bias[c]
         scale[c] = sc
         offset[c] = off
-    return scale, offset
+    planes = plan[0]
+    return (_per_column(mean_out, planes, S), _per_column(scale, planes, S),
+            _per_column(offset, planes, S))
 
 
 @jit()
-def _grad_scale(weight, has_weight, invstd):
-    """k1 = weight * invstd per channel, in x's dtype (evaluation backward)."""
+def _grad_scale(plan, S, weight, invstd):
+    """k1 = weight * invstd in x's dtype, per column (evaluation backward)."""
     k1 = np.empty(invstd.size, invstd.dtype)
     for c in range(invstd.size):
-        k1[c] = np.float64(invstd[c]) * weight[c] if has_weight else invstd[c]
-    return k1
+        k1[c] = np.float64(invstd[c]) * weight[c] if weight.size else invstd[c]
+    return _per_column(k1, plan[0], S)
 
 
 @jit()
-def _backward_coefficients(N, S, sum_dy, sum_dyx, weight, has_weight, invstd,
-                           dweight_out, dbias_out):
-    """Per-channel (dy_center, k1, k2, t) in x's dtype; dweight, dbias written.
+def _weight_grads(plan, C, S, s_dy, s_dyx, invstd, dweight_out, dbias_out):
+    """dbias = sum(dy), dweight = invstd * sum(dy * (x - mean)); the sums, float64."""
+    sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if plan[0] else S)
+    if dweight_out.size:
+        for c in range(C):
+            dweight_out[c] = np.float64(invstd[c]) * sum_dyx[c]
+            dbias_out[c] = sum_dy[c]
+    return sum_dy, sum_dyx
 
-    dx = (dy - dy_center) * k1 + (x - mean) * k2 + t, where dy_center is
-    mean(dy) rounded to x's dtype (dy - dy_center is then exact for dy near
-    its mean) and t = k1 * (dy_center - mean(dy)) restores the rounding.
+
+@jit()
+def _grad_input_coefficients(plan, N, C, S, s_dy, s_dyx, weight, mean, invstd,
+                             dweight_out, dbias_out):
+    """(dy_center, k1, x_center, k2, t) in x's dtype, per column, for
+    dx = (dy - dy_center) * k1 + (x - x_center) * k2 + t; dweight, dbias written.
+
+    k1 = weight * invstd and k2 = -k1 * invstd^2 * sum(dy * (x - mean)) / n;
+    dy_center is mean(dy) rounded to x's dtype (dy - dy_center is then exact
+    for dy near its mean) and t = k1 * (dy_center - mean(dy)) restores the
+    rounding.
     """
-    C = invstd.size
+    sum_dy, sum_dyx = _weight_grads(plan, C, S, s_dy, s_dyx, invstd, dweight_out, dbias_out)
     n = N * S
     dy_center = np.empty(C, invstd.dtype)
     k1 = np.empty(C, invstd.dtype)
     k2 = np.empty(C, invstd.dtype)
-    tc = np.empty(C, invstd.dtype)
+    t = np.empty(C, invstd.dtype)
     for c in range(C):
         istd = np.float64(invstd[c])
-        a = istd * weight[c] if has_weight else istd
+        a = istd * weight[c] if weight.size else istd
         mdy = sum_dy[c] / n
         dy_center[c] = mdy
         k1[c] = a
         k2[c] = -a * istd * istd * (sum_dyx[c] / n)
-        tc[c] = a * (np.float64(dy_center[c]) - mdy)
-        if has_weight:
-            dweight_out[c] = istd * sum_dyx[c]
-            dbias_out[c] = sum_dy[c]
-    return dy_center, k1, k2, tc
-
-
-@jit()
-def _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out):
-    for c in range(invstd.size):
-        dweight_out[c] = np.float64(invstd[c]) * sum_dyx[c]
-        dbias_out[c] = sum_dy[c]
+        t[c] = a * (np.float64(dy_center[c]) - mdy)
+    planes = plan[0]
+    return (_per_column(dy_center, planes, S), _per_column(k1, planes, S),
+            _per_column(mean, planes, S), _per_column(k2, planes, S),
+            _per_column(t, planes, S))
 
 
 # ----------------------------------------------------------------------------
@@ -558,128 +579,97 @@ def _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out):
 # so two builds of one function would load each other's machine code.
 
 @jit()
-def _forward_serial(x2, C, S, weight, bias, stat_mean, stat_var, rmean, rvar, has_weight,
-                   has_bias, has_rmean, has_rvar, training, momentum, eps, y2, mean_out, invstd_out):
+def _forward_serial(x2, C, weight, bias, running_mean, running_var, training,
+                    momentum, eps, y2, mean_out, invstd_out):
+    S = x2.shape[1] // C
     plan = _plan(x2.shape[0], C, S)
-    planes = plan[0]
     if training:
         shift = _channel_shifts(x2, C, S)
-        shift_cols = _per_column(shift, planes, S)
-        width = C if planes else C * S
-        s1 = np.empty((plan[5], width))
-        s2 = np.empty((plan[5], width))
+        shift_cols = _per_column(shift, plan[0], S)
+        s1, s2 = _partial_buffers(plan, C, S)
         for t in range(plan[6]):
             _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2)
-        sum1, sum2 = _merge_sums(s1, s2, C, 1 if planes else S)
-        mean = _batch_statistics(x2.shape[0], S, sum1, sum2, shift, rmean, rvar,
-                                 has_rmean, has_rvar, momentum, eps, invstd_out)
+        mean = _batch_statistics(plan, x2.shape[0], C, S, shift, s1, s2, running_mean,
+                                 running_var, momentum, eps, invstd_out)
     else:
-        mean = stat_mean.astype(np.float64)
-    scale, offset = _forward_coefficients(mean, stat_var, training, eps, weight, bias,
-                                          has_weight, has_bias, mean_out, invstd_out)
-    center = _per_column(mean_out, planes, S)
-    scale = _per_column(scale, planes, S)
-    offset = _per_column(offset, planes, S)
+        mean = _running_statistics(running_mean, running_var, eps, invstd_out)
+    center, scale, offset = _affine_coefficients(plan, S, mean, invstd_out, weight, bias,
+                                                 mean_out)
     for t in range(plan[6]):
         _affine_pass_tile(plan, t, x2, y2, C, S, center, scale, offset)
 
 
 @jit(parallel=True)
-def _forward_parallel(x2, C, S, weight, bias, stat_mean, stat_var, rmean, rvar, has_weight,
-                     has_bias, has_rmean, has_rvar, training, momentum, eps, y2, mean_out, invstd_out):
+def _forward_parallel(x2, C, weight, bias, running_mean, running_var, training,
+                      momentum, eps, y2, mean_out, invstd_out):
+    S = x2.shape[1] // C
     plan = _plan(x2.shape[0], C, S)
-    planes = plan[0]
     if training:
         shift = _channel_shifts(x2, C, S)
-        shift_cols = _per_column(shift, planes, S)
-        width = C if planes else C * S
-        s1 = np.empty((plan[5], width))
-        s2 = np.empty((plan[5], width))
+        shift_cols = _per_column(shift, plan[0], S)
+        s1, s2 = _partial_buffers(plan, C, S)
         for t in prange(plan[6]):
             _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2)
-        sum1, sum2 = _merge_sums(s1, s2, C, 1 if planes else S)
-        mean = _batch_statistics(x2.shape[0], S, sum1, sum2, shift, rmean, rvar,
-                                 has_rmean, has_rvar, momentum, eps, invstd_out)
+        mean = _batch_statistics(plan, x2.shape[0], C, S, shift, s1, s2, running_mean,
+                                 running_var, momentum, eps, invstd_out)
     else:
-        mean = stat_mean.astype(np.float64)
-    scale, offset = _forward_coefficients(mean, stat_var, training, eps, weight, bias,
-                                          has_weight, has_bias, mean_out, invstd_out)
-    center = _per_column(mean_out, planes, S)
-    scale = _per_column(scale, planes, S)
-    offset = _per_column(offset, planes, S)
+        mean = _running_statistics(running_mean, running_var, eps, invstd_out)
+    center, scale, offset = _affine_coefficients(plan, S, mean, invstd_out, weight, bias,
+                                                 mean_out)
     for t in prange(plan[6]):
         _affine_pass_tile(plan, t, x2, y2, C, S, center, scale, offset)
 
 
 @jit()
-def _backward_serial(dy2, x2, C, S, weight, has_weight, mean, invstd, training,
-                     dx2, dweight_out, dbias_out):
+def _backward_serial(dy2, x2, C, weight, mean, invstd, training, dx2, dweight_out, dbias_out):
+    S = x2.shape[1] // C
     plan = _plan(x2.shape[0], C, S)
-    planes = plan[0]
-    width = C if planes else C * S
-    s_dy = np.empty((plan[5], width))
-    s_dyx = np.empty((plan[5], width))
-    center_cols = _per_column(mean, planes, S)
+    s_dy, s_dyx = _partial_buffers(plan, C, S)
+    mean_cols = _per_column(mean, plan[0], S)
     if training:
         for t in range(plan[6]):
-            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, mean, s_dy, s_dyx)
-        sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
-        dy_center, k1, k2, tc = _backward_coefficients(
-            x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, invstd, dweight_out, dbias_out)
-        dy_center = _per_column(dy_center, planes, S)
-        k1 = _per_column(k1, planes, S)
-        x_center = _per_column(mean, planes, S)
-        k2 = _per_column(k2, planes, S)
-        tc = _per_column(tc, planes, S)
+            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, mean_cols, mean, s_dy, s_dyx)
+        dy_center, k1, x_center, k2, tc = _grad_input_coefficients(
+            plan, x2.shape[0], C, S, s_dy, s_dyx, weight, mean, invstd, dweight_out, dbias_out)
         for t in range(plan[6]):
             _grad_input_pass_tile(plan, t, dy2, x2, dx2, C, S, dy_center, k1, x_center, k2, tc)
     else:
-        k1 = _per_column(_grad_scale(weight, has_weight, invstd), planes, S)
+        k1 = _grad_scale(plan, S, weight, invstd)
         for t in range(plan[6]):
-            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, has_weight,
-                                 center_cols, mean, s_dy, s_dyx)
-        if has_weight:
-            sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
-            _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out)
+            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, weight.size > 0,
+                                 mean_cols, mean, s_dy, s_dyx)
+        if weight.size:
+            _weight_grads(plan, C, S, s_dy, s_dyx, invstd, dweight_out, dbias_out)
 
 
 @jit(parallel=True)
-def _backward_parallel(dy2, x2, C, S, weight, has_weight, mean, invstd, training,
-                       dx2, dweight_out, dbias_out):
+def _backward_parallel(dy2, x2, C, weight, mean, invstd, training, dx2, dweight_out, dbias_out):
+    S = x2.shape[1] // C
     plan = _plan(x2.shape[0], C, S)
-    planes = plan[0]
-    width = C if planes else C * S
-    s_dy = np.empty((plan[5], width))
-    s_dyx = np.empty((plan[5], width))
-    center_cols = _per_column(mean, planes, S)
+    s_dy, s_dyx = _partial_buffers(plan, C, S)
+    mean_cols = _per_column(mean, plan[0], S)
     if training:
         for t in prange(plan[6]):
-            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, center_cols, mean, s_dy, s_dyx)
-        sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
-        dy_center, k1, k2, tc = _backward_coefficients(
-            x2.shape[0], S, sum_dy, sum_dyx, weight, has_weight, invstd, dweight_out, dbias_out)
-        dy_center = _per_column(dy_center, planes, S)
-        k1 = _per_column(k1, planes, S)
-        x_center = _per_column(mean, planes, S)
-        k2 = _per_column(k2, planes, S)
-        tc = _per_column(tc, planes, S)
+            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, mean_cols, mean, s_dy, s_dyx)
+        dy_center, k1, x_center, k2, tc = _grad_input_coefficients(
+            plan, x2.shape[0], C, S, s_dy, s_dyx, weight, mean, invstd, dweight_out, dbias_out)
         for t in prange(plan[6]):
             _grad_input_pass_tile(plan, t, dy2, x2, dx2, C, S, dy_center, k1, x_center, k2, tc)
     else:
-        k1 = _per_column(_grad_scale(weight, has_weight, invstd), planes, S)
+        k1 = _grad_scale(plan, S, weight, invstd)
         for t in prange(plan[6]):
-            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, has_weight,
-                                 center_cols, mean, s_dy, s_dyx)
-        if has_weight:
-            sum_dy, sum_dyx = _merge_sums(s_dy, s_dyx, C, 1 if planes else S)
-            _write_weight_grads(sum_dy, sum_dyx, invstd, dweight_out, dbias_out)
+            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, weight.size > 0,
+                                 mean_cols, mean, s_dy, s_dyx)
+        if weight.size:
+            _weight_grads(plan, C, S, s_dy, s_dyx, invstd, dweight_out, dbias_out)
 
 
 # ----------------------------------------------------------------------------
 # The backend's kernels (contract in fastnn/backends/__init__.py).
 
-# Stand-ins for absent optional arrays: one compiled signature serves calls
-# with and without weight, bias and running statistics.
+# Stand-ins for absent optional arrays (zero-length, read-only by use): one
+# compiled signature serves calls with and without weight, bias and running
+# statistics.
 _ABSENT = {np.dtype(np.float32): np.zeros(0, np.float32),
            np.dtype(np.float64): np.zeros(0, np.float64)}
 
@@ -691,6 +681,12 @@ def _as_rows(a, N, L):
     return np.ascontiguousarray(a).reshape(N, L)
 
 
+def _writable(a):
+    # The drivers update the running statistics in training, so they take
+    # them as writable arrays; a read-only one (evaluation only) is copied.
+    return a if a.flags.writeable else a.copy()
+
+
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
     N, C = x.shape[0], x.shape[1]
     L = x.size // N
@@ -699,23 +695,17 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training, mome
     y2 = np.empty((N, L), x.dtype)
     mean = np.empty(C, x.dtype)
     invstd = np.empty(C, x.dtype)
-    # The running statistics are read in evaluation and written in training:
-    # separate arguments, so that read-only ones can be passed in evaluation.
     if training:
-        stat_mean = stat_var = absent
-        rmean = absent if running_mean is None else running_mean
-        rvar = absent if running_var is None else running_var
+        running_mean = absent if running_mean is None else running_mean
+        running_var = absent if running_var is None else running_var
     else:
-        stat_mean, stat_var = running_mean, running_var
-        rmean = rvar = absent
+        running_mean = _writable(running_mean)
+        running_var = _writable(running_var)
     kernel = _forward_parallel if use_parallel(x.size) else _forward_serial
-    kernel(x2, C, L // C,
-           absent if weight is None else weight, absent if bias is None else bias,
-           stat_mean, stat_var, rmean, rvar,
-           weight is not None, bias is not None,
-           rmean is not absent, rvar is not absent,
-           bool(training), float(momentum), float(eps), y2, mean, invstd)
-    return y2.reshape(x.shape), mean, invstd
+    kernel(x2, C, absent if weight is None else weight, absent if bias is None else bias,
+           running_mean, running_var, bool(training), float(momentum), float(eps),
+           y2, mean, invstd)
+    return (y2 if x.ndim == 2 else y2.reshape(x.shape)), mean, invstd
 
 
 def batchnorm_backward(dy, x, weight, mean, invstd, training):
@@ -724,12 +714,14 @@ def batchnorm_backward(dy, x, weight, mean, invstd, training):
     x2 = _as_rows(x, N, L)
     dy2 = _as_rows(dy, N, L)
     dx2 = np.empty((N, L), x.dtype)
-    has_weight = weight is not None
-    dweight = np.empty(C, x.dtype) if has_weight else _ABSENT[x.dtype]
-    dbias = np.empty(C, x.dtype) if has_weight else _ABSENT[x.dtype]
+    if weight is None:
+        dweight = dbias = weight = _ABSENT[x.dtype]
+    else:
+        dweight = np.empty(C, x.dtype)
+        dbias = np.empty(C, x.dtype)
     kernel = _backward_parallel if use_parallel(x.size) else _backward_serial
-    kernel(dy2, x2, C, L // C, weight if has_weight else _ABSENT[x.dtype], has_weight,
-           mean, invstd, bool(training), dx2, dweight, dbias)
-    if not has_weight:
-        return dx2.reshape(x.shape), None, None
-    return dx2.reshape(x.shape), dweight, dbias
+    kernel(dy2, x2, C, weight, mean, invstd, bool(training), dx2, dweight, dbias)
+    dx = dx2 if x.ndim == 2 else dx2.reshape(x.shape)
+    if dweight.size == 0:
+        return dx, None, None
+    return dx, dweight, dbias

@@ -11,7 +11,7 @@
   backend, which then only loads every compiled kernel from the cache.
 - cold compile: a new process with ``NUMBA_CACHE_DIR`` pointing to an empty
   temporary directory times ``fastnn.warmup(backend)``: compiling every
-  kernel signature from nothing.  Tens of seconds for the Numba backend, so
+  kernel signature from nothing.  Minutes for the Numba backend, so
   ``--quick`` skips it (``--full`` or ``--cold-compile`` run it).
 """
 
@@ -109,7 +109,7 @@ def measure(backends, cold=False, progress=None):
             if cold:
                 if progress:
                     progress(f"cold compile of fastnn[{name}] in a fresh cache "
-                             f"(tens of seconds)")
+                             f"(minutes)")
                 entry.update(cold_compile(name))
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
             entry["error"] = str(exc)

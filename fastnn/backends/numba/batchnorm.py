@@ -3,46 +3,49 @@
 Shapes: x, y, dy, dx are (N, C, *spatial); S = prod(spatial) (1 for (N, C));
 statistics are per channel over n = N * S values.  Every kernel works on the
 C-contiguous 2-D view x2 = x.reshape(N, L), L = C * S, where column j belongs
-to channel j // S.  The formulas are those of the NumPy reference
-(``fastnn/backends/numpy/batchnorm.py``); this file explains the tricks.
+to channel j // S (a non-contiguous x is copied first).  The formulas are
+those of the NumPy reference (``fastnn/backends/numpy/batchnorm.py``); this
+file explains the tricks.
 
 Forward, training (x read twice, y written once):
-  1. moments pass: shifted sums sum(x - K), sum((x - K)^2) in float64, with
-     K = x[0, c, 0] one value of the channel, so they do not cancel the way
-     E[x^2] - E[x]^2 does (see _channel_shifts).  Each tile writes its
-     partial sums to its own slot; the slots are added in slot order.  The
-     running statistics are updated right after, from the same sums.
-  2. affine pass: y = (x - m) * scale + offset, one subtraction and one
-     multiply-add per value.  m is the mean rounded to x's dtype, so x - m is
-     exact for data near the mean; the rounding of m is compensated in
-     offset = bias + (m - mean) * scale (all folded per channel in float64).
+  1. moments pass: shifted sums sum(x - K) and sum((x - K)^2), K = x[0, c, 0]
+     one value of the channel, so they do not cancel the way E[x^2] - E[x]^2
+     does (see _channel_shifts).  Runs of 8 rows are summed in x's dtype,
+     their totals in float64.  The running statistics are updated from the
+     same sums right after the pass.
+  2. affine pass: y = (x - m) * scale + offset, m the mean rounded to x's
+     dtype (x - m is exact for data near the mean), the rounding of m
+     restored in offset = bias + (m - mean) * scale; weight, bias, mean and
+     invstd are folded per channel in float64.
   Saves mean (= m) and invstd = 1/sqrt(var + eps), in x's dtype.
 Forward, evaluation: the affine pass alone, with the running statistics.
 Backward, training (dy and x read twice, dx written once):
-  1. sums pass: sum(dy) and sum(dy * (x - mean)) together, float64; x-hat is
-     recomputed, never stored.  dbias = sum(dy), dweight = invstd * sum(dy*(x-mean)).
+  1. sums pass: sum(dy) and sum(dy * (x - mean)) together (x-hat is never
+     stored), summed as in the moments pass.  dbias = sum(dy),
+     dweight = invstd * sum(dy * (x - mean)).
   2. dx = (dy - mdy) * k1 + (x - mean) * k2 + t, with k1 = weight * invstd,
-     k2 = -k1 * invstd^2 * sum(dy*(x-mean)) / n, mdy = sum(dy)/n rounded to
-     x's dtype and t the compensation of that rounding.
-Backward, evaluation: one pass, dx = dy * k1, fused with the sums when
-dweight and dbias are wanted.
+     k2 = -k1 * invstd^2 * sum(dy * (x - mean)) / n, mdy = sum(dy) / n
+     rounded to x's dtype and t the compensation of that rounding.
+Backward, evaluation: one pass, dx = dy * k1, with the two sums taken from
+the same tile while it is in cache when dweight and dbias are wanted.
 
-Two layouts of work tiles (a tile is a block of rows times a block of columns):
-- "rows" (S < _PLANE_MIN_S, e.g. (N, C)): a tile spans many channels; the
-  inner loop runs along columns (vectorized across channels) and keeps one
-  float64 partial per column, stored per row block; each column has its own
-  shift (the tile's first row).
-- "planes" (S >= _PLANE_MIN_S, e.g. (N, C, H, W)): a tile lies inside one
-  channel (rows n0:n1 of a chunk of that channel's plane); the inner loop runs
-  along the plane with one accumulator per position, folded pairwise into
-  one partial per tile at the end.
-Tiles have a size fixed by the shape alone and write their partial sums into
-their own slot; slots are combined afterwards in slot order.  The serial and
+Work tiles (two layouts, chosen by S):
+- "rows" (S < _PLANE_MIN_S, e.g. (N, C)): a tile is a block of rows times up
+  to _MAX_TILE_COLUMNS columns, which may span many channels; the inner loop
+  runs along a row (vectorized across columns) into one accumulator per
+  column.  Partial sums are kept per column and row block.
+- "planes" (S >= _PLANE_MIN_S, e.g. (N, C, H, W)): a tile is one channel's
+  planes x[n0:n1, c, :] (or a chunk of them when a plane exceeds a tile),
+  read front to back in chunks of _LANES values into _LANES accumulators,
+  folded pairwise into one partial sum per tile.
+Tile sizes depend on the shape alone; each tile writes its partial sums into
+its own slot, and slots are added afterwards in slot order.  The serial and
 parallel drivers run the very same tiles (range vs prange), so results are
-bitwise identical for every thread count.  Below ``use_parallel``'s size the
-serial driver avoids waking threads.
+bitwise identical for every thread count; the serial one serves inputs below
+``use_parallel``'s size, where waking threads costs more than the work.
 
-Test: tests/ (conformance suite) and /tmp/bnhelper/check.py; bench:
+Test: the conformance suite (tests/, every backend) checks values, running
+statistics, gradients and layouts against the float64 oracle.  Bench:
 ``python -m fastnn bench --kernels batchnorm``.
 """
 
@@ -55,7 +58,7 @@ from ._jit import jit, use_parallel
 # float64 partials stay in L2).
 _TILE_ELEMENTS = 1 << 16
 # A "rows" tile has at least this many rows, so that the per-column partials
-# (24 bytes per column and row block) stay small against the data.
+# (16 bytes per column and row block) stay small against the data.
 _MIN_TILE_ROWS = 64
 # Columns of one "rows" tile at most: its accumulators stay in L1.
 _MAX_TILE_COLUMNS = 1024

@@ -42,7 +42,8 @@ Tile sizes depend on the shape alone; each tile writes its partial sums into
 its own slot, and slots are added afterwards in slot order.  The serial and
 parallel drivers run the very same tiles (range vs prange), so results are
 bitwise identical for every thread count; the serial one serves inputs below
-``use_parallel``'s size, where waking threads costs more than the work.
+``use_parallel``'s size or of one tile, where waking threads costs more than
+it saves.
 
 Test: the conformance suite (tests/, every backend) checks values, running
 statistics, gradients and layouts against the float64 oracle.  Bench:
@@ -684,6 +685,11 @@ def _as_rows(a, N, L):
     return np.ascontiguousarray(a).reshape(N, L)
 
 
+def _parallel(n_elements):
+    # Threads pay off only with two tiles or more to share.
+    return n_elements > _TILE_ELEMENTS and use_parallel(n_elements)
+
+
 def _writable(a):
     # The drivers update the running statistics in training, so they take
     # them as writable arrays; a read-only one (evaluation only) is copied.
@@ -704,7 +710,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training, mome
     else:
         running_mean = _writable(running_mean)
         running_var = _writable(running_var)
-    kernel = _forward_parallel if use_parallel(x.size) else _forward_serial
+    kernel = _forward_parallel if _parallel(x.size) else _forward_serial
     kernel(x2, C, absent if weight is None else weight, absent if bias is None else bias,
            running_mean, running_var, bool(training), float(momentum), float(eps),
            y2, mean, invstd)
@@ -722,7 +728,7 @@ def batchnorm_backward(dy, x, weight, mean, invstd, training):
     else:
         dweight = np.empty(C, x.dtype)
         dbias = np.empty(C, x.dtype)
-    kernel = _backward_parallel if use_parallel(x.size) else _backward_serial
+    kernel = _backward_parallel if _parallel(x.size) else _backward_serial
     kernel(dy2, x2, C, weight, mean, invstd, bool(training), dx2, dweight, dbias)
     dx = dx2 if x.ndim == 2 else dx2.reshape(x.shape)
     if dweight.size == 0:

@@ -19,6 +19,7 @@ import fastnn
 
 from . import oracle
 from .support import (
+    CONSTANT_CHANNEL_ULPS,
     LARGE_MEAN_MEAN_SPREAD_FRACTION,
     LARGE_MEAN_VARIANCE_RTOL,
     LARGE_MEAN_Y_MEAN_ATOL,
@@ -88,7 +89,8 @@ def test_batchnorm_constant_channel(backend, dtype, shape):
     assert_close(running_var, np.full(c, 0.9), tolerance(dtype), "running_var")
     rounding = np.abs(values * invstd_expected * weight).max() + np.abs(bias).max()
     assert_close(y, np.broadcast_to(bias.reshape(channel), shape),
-                 Tolerance(rtol=0, atol=8 * np.finfo(dtype).eps), "y", scale=rounding)
+                 Tolerance(rtol=0, atol=CONSTANT_CHANNEL_ULPS * np.finfo(dtype).eps), "y",
+                 scale=rounding)
     with no_warnings():
         dx, dweight, dbias = fastnn.batchnorm_backward(np.ones(shape, dtype), x, weight, mean,
                                                        invstd, backend=backend)

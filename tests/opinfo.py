@@ -4,6 +4,10 @@ Modelled on PyTorch's OpInfo: an entry names the function, builds its sample
 inputs for a dtype (deterministic: a fixed seed per entry), calls the float64
 oracle, says which arguments the call may change in place, and lists bad
 inputs with the error and the argument name the message must begin with.
+Its ``term_scales`` give, per output, the size of the terms the output is
+summed from: the comparison's atol is relative to that where the terms
+cancel (batch-norm dx, a softmax gradient at the target, a matrix product),
+so float rounding passes and a wrong formula does not.
 Adding a public function to fastnn is adding an entry here.
 
 Sizes: every entry has small odd shapes (vector-loop remainders) and one case
@@ -19,6 +23,7 @@ import numpy as np
 import fastnn
 
 from . import oracle
+from .support import float64_kwargs
 
 
 @dataclass
@@ -62,26 +67,20 @@ class OpInfo:
         return self.make_samples(np.dtype(dtype))
 
     def scales(self, kwargs):
-        from .support import float64_kwargs
         return self.term_scales(float64_kwargs(kwargs))
 
     def call_reference(self, kwargs):
         """The oracle on float64 copies; returns (result, the copies it was given)."""
-        from .support import float64_kwargs
         ref_kwargs = float64_kwargs(kwargs)
         ref_kwargs.pop("out", None)
         return self.reference(**ref_kwargs), ref_kwargs
-
-
-def _rng(seed):
-    return np.random.default_rng(seed)
 
 
 class _Maker:
     """Random arrays of one dtype from one seeded generator."""
 
     def __init__(self, dtype, seed):
-        self.dtype, self.rng = dtype, _rng(seed)
+        self.dtype, self.rng = dtype, np.random.default_rng(seed)
 
     def normal(self, *shape, scale=1.0):
         return (scale * self.rng.standard_normal(shape)).astype(self.dtype)
@@ -297,7 +296,7 @@ def softmax_errors():
 
 # ------------------------------------------------------------ cross-entropy
 
-def _ce_cases(dtype):
+def ce_cases(dtype):
     """(desc, logits, target, options, large) shared by the three CE functions."""
     m = _Maker(dtype, 401)
     cases = []
@@ -354,13 +353,13 @@ def _ce_cases(dtype):
 
 def softmax_cross_entropy_samples(dtype):
     return [Sample(desc, dict(logits=logits, target=target, **options), large)
-            for desc, logits, target, options, large in _ce_cases(dtype)]
+            for desc, logits, target, options, large in ce_cases(dtype)]
 
 
 def softmax_cross_entropy_backward_samples(dtype):
     m = _Maker(dtype, 402)
     samples = []
-    for desc, logits, target, options, large in _ce_cases(dtype):
+    for desc, logits, target, options, large in ce_cases(dtype):
         if options.get("reduction", "mean") == "none":
             grad_loss = m.uniform(-1, 2, logits.shape[0])
         else:
@@ -372,7 +371,7 @@ def softmax_cross_entropy_backward_samples(dtype):
 
 def softmax_cross_entropy_with_grad_samples(dtype):
     samples = [Sample(desc, dict(logits=logits, target=target, **options), large)
-               for desc, logits, target, options, large in _ce_cases(dtype)]
+               for desc, logits, target, options, large in ce_cases(dtype)]
     # A preallocated gradient buffer (out=logits itself: test_cross_entropy.py).
     for sample in list(samples[:3]) + [s for s in samples if s.large][:1]:
         kwargs = dict(sample.kwargs, out=np.full_like(sample.kwargs["logits"], np.nan))

@@ -126,7 +126,7 @@ def test_float32_close_to_float64(backend, shape):
     rng = np.random.default_rng(35)
     c = shape[1]
     x = rng.standard_normal(shape).astype(np.float32)
-    weight, bias = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    weight, bias = (rng.standard_normal(c).astype(np.float32) for _ in range(2))
     dy = rng.standard_normal(shape).astype(np.float32)
 
     def run(dtype):

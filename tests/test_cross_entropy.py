@@ -134,7 +134,8 @@ def test_reductions_agree(backend, dtype, options):
     else:
         counted = target != -100
         weight = options.get("weight")
-        divisor = counted.sum() if weight is None else weight.astype(np.float64)[target[counted]].sum()
+        divisor = (counted.sum() if weight is None
+                   else weight.astype(np.float64)[target[counted]].sum())
     assert_close(mean, per_sample.sum() / divisor, tolerance(dtype), "mean")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from . import oracle
-from .opinfo import _ce_cases
+from .opinfo import ce_cases
 from .support import AVAILABLE_BACKENDS, assert_outputs, tolerance
 
 torch = pytest.importorskip("torch")
@@ -97,12 +97,12 @@ def test_softmax(impl, dtype, shape, axis):
 
 # ------------------------------------------------------------ cross-entropy
 
-CE_CASES = [case[0] for case in _ce_cases(np.float64)]
+CE_CASES = [case[0] for case in ce_cases(np.float64)]
 
 
 @pytest.mark.parametrize("case", CE_CASES)
 def test_cross_entropy(impl, dtype, case):
-    desc, logits, target, options, _ = next(c for c in _ce_cases(dtype) if c[0] == case)
+    desc, logits, target, options, _ = next(c for c in ce_cases(dtype) if c[0] == case)
     n = len(logits)
     reduction = options.get("reduction", "mean")
     grad_loss = (np.random.default_rng(53).uniform(-1, 2, n).astype(dtype)

@@ -72,7 +72,7 @@ def _bias_relu_inplace(y, bias, relu):
     rows still feed every thread.  Each tile works on slice views: loop
     indices that start at 0 are provably non-negative, so Numba emits no
     wraparound test and LLVM vectorizes the loop (offset indices measured
-    5-8x slower).
+    4-8x slower).
     """
     n_rows, n_cols = y.shape
     tiles_per_row = (n_cols + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS

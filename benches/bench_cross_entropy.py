@@ -4,8 +4,7 @@ Every contender of a kernel, size, dtype and thread count is one
 pytest-benchmark group (see ``conftest.py`` for options and comparing runs).
 """
 
-KERNELS = ("cross_entropy", "cross_entropy_backward", "cross_entropy_with_grad",
-           "cross_entropy_with_grad_out")
+KERNELS = ("cross_entropy", "cross_entropy_backward", "cross_entropy_with_grad")
 
 
 def test_cross_entropy(run_case):

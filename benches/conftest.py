@@ -7,7 +7,8 @@ contender list), so the two never measure different things.
 
 The contenders, one list for every bench file (``CONTENDERS`` below): the
 NumPy baseline, each fastnn backend that is available, PyTorch's CPU
-functions when PyTorch is installed, and for Linear kernels ``gemm-only``
+functions when PyTorch is installed, ``fastnn[NAME]+out`` for the kernels
+that can write into a reused ``out=`` buffer, and for Linear kernels ``gemm-only``
 (NumPy's bare matrix products: the floor a fused layer aims at).  Every
 contender of one kernel, size, dtype and thread count lands in one
 pytest-benchmark group, so a table compares them side by side.  Inputs are
@@ -37,6 +38,8 @@ case runs once at the tiny sizes, unless ``--bench-sizes`` says otherwise:
 the suite is then a quick check that every contender still runs and agrees
 with the reference.
 """
+
+import re
 
 import numpy as np
 import pytest
@@ -97,11 +100,11 @@ def pytest_generate_tests(metafunc):
             for dtype in dtypes:
                 for n in threads:
                     for contender in CONTENDERS:
-                        if contender.kind == "bound" and kernel.family != "linear":
+                        if not contender.applies_to(kernel):
                             continue
                         params.append((kernel, size, np.dtype(dtype), n, contender))
-                        ids.append(f"{kernel.name}-{size.name}-{dtype}-{n}t-"
-                                   f"{contender.name.replace('[', '-').rstrip(']')}")
+                        name = re.sub(r"[^A-Za-z0-9]+", "-", contender.name).strip("-")
+                        ids.append(f"{kernel.name}-{size.name}-{dtype}-{n}t-{name}")
     metafunc.parametrize("case", params, ids=ids)
 
 

@@ -101,6 +101,8 @@ def test_tiny_report_in_process(monkeypatch, tmp_path, capsys):
         assert 0 < row["min_s"] <= row["median_s"] <= row["max_s"]
         if row["kind"] in ("baseline", "fastnn"):
             assert row["extra_bytes"] >= 0
+    out_rows = [r for r in result["rows"] if r["variant"] == "out"]
+    assert out_rows and {r["kernel"] for r in out_rows} == {"cross_entropy_with_grad"}
     baseline = [r for r in result["rows"] if r["contender"] == "numpy"]
     assert all(r["vs_numpy"] == 1.0 for r in baseline)
     assert "batchnorm_forward_train, float32" in out and "xNumPy" in out
@@ -197,14 +199,20 @@ def test_peak_extra_bytes_counts_temporaries_not_outputs():
 
 
 def _row(contender, median, **extra):
-    return dict(kernel="cross_entropy", size="large", label="2048x32000", dtype="float32",
-                threads=2, contender=contender, status="ok", median_s=median, **extra)
+    kind = {"numpy": "baseline", "torch": "torch"}.get(contender, "fastnn")
+    backend = contender[len("fastnn["):].split("]")[0] if kind == "fastnn" else None
+    row = dict(kernel="cross_entropy", size="large", label="2048x32000", dtype="float32",
+               threads=2, contender=contender, kind=kind, backend=backend, status="ok",
+               median_s=median)
+    row.update(extra)
+    return row
 
 
 def test_targets_verdicts():
     rows = [_row("numpy", 1.0), _row("torch", 0.5),
             _row("fastnn[numba]", 0.2, vs_numpy=5.0, vs_torch=2.5, of_roof=0.65),
-            _row("fastnn[numpy]", 1.0, vs_numpy=1.0, vs_torch=0.5)]
+            _row("fastnn[numpy]", 1.0, vs_numpy=1.0, vs_torch=0.5),
+            _row("fastnn[numpy]+out", 1.0, vs_numpy=1.0, vs_torch=0.5)]
     (verdict,) = targets.check(rows)           # the reference backend has no targets
     assert verdict["contender"] == "fastnn[numba]"
     criteria = verdict["criteria"]
@@ -219,10 +227,10 @@ def test_render_handles_failures_and_missing_figures():
                           "memory_bytes": None, "caches": {}, "versions": {"numpy": "2"},
                           "blas": None, "environment": {}},
               "contenders": ["numpy", "fastnn[x]"], "skipped": {"torch": "not installed"},
-              "rows": [dict(_row("numpy", 1e-3), kind="baseline", min_s=1e-3, max_s=1e-3,
-                            min_bytes=10, flops=None, vs_numpy=1.0, vs_torch=None),
-                       dict(_row("fastnn[x]", None), kind="fastnn", status="wrong: y off by 1",
-                            min_bytes=10, flops=None)],
+              "rows": [_row("numpy", 1e-3, min_s=1e-3, max_s=1e-3, min_bytes=10, flops=None,
+                            vs_numpy=1.0, vs_torch=None),
+                       _row("fastnn[x]", None, status="wrong: y off by 1", min_bytes=10,
+                            flops=None)],
               "failures": [dict(_row("fastnn[x]", None), status="wrong: y off by 1")],
               "targets": [], "elapsed_s": 1.0}
     text = report.render(result)
@@ -233,8 +241,8 @@ def test_render_handles_failures_and_missing_figures():
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     from fastnn.bench import plot
-    rows = [dict(_row("numpy", 1e-3), kind="baseline", gbps=5.0, vs_numpy=1.0),
-            dict(_row("fastnn[numba]", 1e-4), kind="fastnn", gbps=50.0, vs_numpy=10.0)]
+    rows = [_row("numpy", 1e-3, gbps=5.0, vs_numpy=1.0),
+            _row("fastnn[numba]", 1e-4, gbps=50.0, vs_numpy=10.0)]
     result = {"config": {"threads": [2], "dtypes": ["float32"]}, "rows": rows,
               "contenders": ["numpy", "fastnn[numba]"], "roofline": {},
               "machine": {"date": "2026-01-01", "cpu": "test"}}

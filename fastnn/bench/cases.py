@@ -105,6 +105,7 @@ class Kernel:
     sizes = ()
     quick = ()            # size names run by --quick
     mutable = ()          # input names a call updates in place (each contender gets copies)
+    variants = ()         # extra ways to call fastnn, each its own contender row (e.g. "out")
     bytes_formula = None  # text of the minimum-bytes formula, or None (compute-bound)
     flops_formula = None
 
@@ -121,8 +122,9 @@ class Kernel:
         """A zero-argument callable running the idiomatic NumPy baseline."""
         raise NotImplementedError
 
-    def fastnn(self, inp, backend):
-        """A zero-argument callable running fastnn's public API on ``backend``."""
+    def fastnn(self, inp, backend, variant=None):
+        """A zero-argument callable running fastnn's public API on ``backend``
+        (``variant``: one of ``variants``, e.g. writing into a reused ``out=``)."""
         raise NotImplementedError
 
     def torch(self, torch, inp):
@@ -179,7 +181,7 @@ class BatchNormForwardTrain(Kernel):
         x, w, b, rm, rv = (inp[k] for k in ("x", "weight", "bias", "running_mean", "running_var"))
         return lambda: baselines.batchnorm_forward_train(x, w, b, rm, rv, MOMENTUM, EPS)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         x, w, b, rm, rv = (inp[k] for k in ("x", "weight", "bias", "running_mean", "running_var"))
         return lambda: fastnn.batchnorm_forward(x, w, b, rm, rv, training=True,
@@ -222,7 +224,7 @@ class BatchNormForwardEval(Kernel):
         x, w, b, rm, rv = (inp[k] for k in ("x", "weight", "bias", "running_mean", "running_var"))
         return lambda: baselines.batchnorm_forward_eval(x, w, b, rm, rv, EPS)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         x, w, b, rm, rv = (inp[k] for k in ("x", "weight", "bias", "running_mean", "running_var"))
         return lambda: fastnn.batchnorm_forward(x, w, b, rm, rv, training=False,
@@ -266,7 +268,7 @@ class BatchNormBackward(Kernel):
         dy, x, w, mean, invstd = (inp[k] for k in ("dy", "x", "weight", "mean", "invstd"))
         return lambda: baselines.batchnorm_backward_train(dy, x, w, mean, invstd)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         dy, x, w, mean, invstd = (inp[k] for k in ("dy", "x", "weight", "mean", "invstd"))
         return lambda: fastnn.batchnorm_backward(dy, x, w, mean, invstd, training=True,
@@ -323,7 +325,7 @@ class CrossEntropy(_CrossEntropy):
         logits, target = inp["logits"], inp["target"]
         return lambda: baselines.cross_entropy(logits, target)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         logits, target = inp["logits"], inp["target"]
         return lambda: fastnn.softmax_cross_entropy(logits, target, backend=backend)
@@ -348,7 +350,7 @@ class CrossEntropyBackward(_CrossEntropy):
         logits, target = inp["logits"], inp["target"]
         return lambda: baselines.cross_entropy_backward(logits, target)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         logits, target = inp["logits"], inp["target"]
         return lambda: fastnn.softmax_cross_entropy_backward(logits, target, backend=backend)
@@ -368,19 +370,32 @@ class CrossEntropyBackward(_CrossEntropy):
 
 class CrossEntropyWithGrad(_CrossEntropy):
     name = "cross_entropy_with_grad"
-    title = "softmax cross-entropy, loss and gradient together (fused)"
+    title = ("softmax cross-entropy, loss and gradient together (fused); '+out' rows write "
+             "the gradient into a reused out= buffer")
     quick = ("tiny", "medium", "large")
     bytes_formula = "2 N C b + 8 N"
     passes = 2
+    # A fresh N x C gradient costs page faults on every call (glibc returns
+    # large blocks to the OS); a reused out= buffer avoids them.  NumPy and
+    # PyTorch rows allocate, as their users do.
+    variants = ("out",)
+    mutable = ("out",)
+
+    def make_inputs(self, shape, dtype, rng):
+        inp = super().make_inputs(shape, dtype, rng)
+        inp["out"] = np.empty(shape, dtype)
+        return inp
 
     def numpy(self, inp):
         logits, target = inp["logits"], inp["target"]
         return lambda: baselines.cross_entropy_with_grad(logits, target)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         logits, target = inp["logits"], inp["target"]
-        return lambda: fastnn.softmax_cross_entropy_with_grad(logits, target, backend=backend)
+        out = inp["out"] if variant == "out" else None
+        return lambda: fastnn.softmax_cross_entropy_with_grad(logits, target, out=out,
+                                                              backend=backend)
 
     def torch(self, torch, inp):
         # What a training step does: forward, then autograd's backward.
@@ -396,25 +411,6 @@ class CrossEntropyWithGrad(_CrossEntropy):
     def outputs(self, result, inp):
         loss, dlogits = result
         return {"loss": np.asarray(loss), "dlogits": dlogits}
-
-
-class CrossEntropyWithGradOut(CrossEntropyWithGrad):
-    name = "cross_entropy_with_grad_out"
-    title = ("softmax cross-entropy, loss and gradient, fastnn writing into a reused "
-             "out= buffer (NumPy and PyTorch allocate as usual)")
-    quick = ("large",)
-    mutable = ("out",)
-
-    def make_inputs(self, shape, dtype, rng):
-        inp = super().make_inputs(shape, dtype, rng)
-        inp["out"] = np.empty(shape, dtype)
-        return inp
-
-    def fastnn(self, inp, backend):
-        import fastnn
-        logits, target, out = inp["logits"], inp["target"], inp["out"]
-        return lambda: fastnn.softmax_cross_entropy_with_grad(logits, target, out=out,
-                                                              backend=backend)
 
 
 # ----------------------------------------------------------------------------
@@ -447,7 +443,7 @@ class LinearForward(_Linear):
         x, w, b, relu = inp["x"], inp["weight"], inp["bias"], self.relu
         return lambda: baselines.linear_forward(x, w, b, relu)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         x, w, b = inp["x"], inp["weight"], inp["bias"]
         activation = "relu" if self.relu else None
@@ -495,7 +491,7 @@ class LinearBackward(_Linear):
         dy, x, w, y, relu = inp["dy"], inp["x"], inp["weight"], inp["y"], self.relu
         return lambda: baselines.linear_backward(dy, x, w, y, relu)
 
-    def fastnn(self, inp, backend):
+    def fastnn(self, inp, backend, variant=None):
         import fastnn
         dy, x, w = inp["dy"], inp["x"], inp["weight"]
         y = inp["y"] if self.relu else None
@@ -539,7 +535,7 @@ class LinearReluBackward(LinearBackward):
 
 KERNELS = {kernel.name: kernel for kernel in (
     BatchNormForwardTrain(), BatchNormForwardEval(), BatchNormBackward(),
-    CrossEntropy(), CrossEntropyBackward(), CrossEntropyWithGrad(), CrossEntropyWithGradOut(),
+    CrossEntropy(), CrossEntropyBackward(), CrossEntropyWithGrad(),
     LinearForward(), LinearReluForward(), LinearBackward(), LinearReluBackward(),
 )}
 FAMILIES = ("batchnorm", "cross_entropy", "linear")

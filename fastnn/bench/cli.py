@@ -260,15 +260,17 @@ def main(argv=None):
     from .runner import Config, run
     from .report import render
     timing_defaults = FULL if args.full else QUICK
+    config_backends = _split(args.backends) if args.backends else None
     config = Config(
         kernels=kernels, sizes=sizes, dtypes=dtypes, threads=threads,
-        backends=_split(args.backends) if args.backends else None,
+        backends=config_backends,
         use_torch=not args.no_torch,
         budget_s=args.time_per_case or timing_defaults["budget_s"],
         min_rounds=timing_defaults["min_rounds"],
         memory=not args.no_memory, startup=not args.no_startup,
         cold_compile=args.cold_compile or args.full, roofline=not args.no_roofline,
-        mode="full" if args.full else "quick")
+        mode="full" if args.full else "quick",
+        reference_at_large=args.full or "numpy" in (config_backends or ()))
     progress = Progress(not args.quiet)
     try:
         result = run(config, progress)

@@ -8,6 +8,8 @@ The contenders, in the order tables show them:
   the backward), only when PyTorch is importable; never a requirement;
 - ``fastnn[NAME]``: each fastnn backend that ``fastnn.backends()`` reports
   available, called through the public API with ``backend=NAME``;
+  ``fastnn[NAME]+out`` rows call it with a reused ``out=`` buffer, for the
+  kernels that take one (not for the ``numpy`` reference backend);
 - ``gemm-only``: for Linear kernels, NumPy's bare matrix products without
   bias, ReLU or bias gradient: not a contender but the floor a Linear layer
   can reach (a fused layer should cost the products and nothing more).
@@ -22,6 +24,8 @@ import sys
 from dataclasses import dataclass
 
 BASELINE = "numpy"
+REFERENCE_BACKEND = "numpy"  # fastnn's readable oracle backend
+VARIANTS = ("out",)         # every variant some kernel declares (cases.Kernel.variants)
 TORCH = "torch"
 BOUND = "gemm-only"
 
@@ -31,6 +35,12 @@ class Contender:
     name: str               # as shown in tables: "numpy", "torch", "fastnn[numba]", ...
     kind: str               # "baseline", "torch", "fastnn", "bound"
     backend: str = None     # the fastnn backend name for kind "fastnn"
+    variant: str = None     # a kernel's alternative fastnn call ("out"), for kind "fastnn"
+
+    def applies_to(self, kernel):
+        if self.kind == "bound":
+            return kernel.family == "linear"
+        return self.variant is None or self.variant in kernel.variants
 
     def prepare(self, kernel, inputs):
         """``(call, outputs)`` for this contender on ``inputs``, or None if it does not apply.
@@ -41,13 +51,15 @@ class Contender:
         """
         if self.kind == "baseline":
             return kernel.numpy(inputs), lambda result: kernel.outputs(result, inputs)
+        if not self.applies_to(kernel):
+            return None
         if self.kind == "fastnn":
-            return kernel.fastnn(inputs, self.backend), lambda result: kernel.outputs(result, inputs)
+            call = kernel.fastnn(inputs, self.backend, self.variant)
+            return call, lambda result: kernel.outputs(result, inputs)
         if self.kind == "torch":
             return kernel.torch(_torch(), inputs)
         if self.kind == "bound":
-            call = kernel.bound(inputs)
-            return None if call is None else (call, None)
+            return kernel.bound(inputs), None
         raise ValueError(f"unknown contender kind {self.kind!r}")
 
 
@@ -91,6 +103,10 @@ def make_contenders(backends=None, use_torch=True, bound=True):
             skipped[f"fastnn[{name}]"] = status[name]
         else:
             contenders.append(Contender(f"fastnn[{name}]", "fastnn", name))
+            if name != REFERENCE_BACKEND:     # the reference is not meant to be fast
+                for variant in VARIANTS:
+                    contenders.append(Contender(f"fastnn[{name}]+{variant}", "fastnn", name,
+                                                variant))
     if backends is not None:
         for name, state in status.items():
             if name not in backends and state == "available":

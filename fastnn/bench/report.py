@@ -125,7 +125,7 @@ def _startup(result):
     return lines
 
 
-_COLUMNS = (("size", 24, "<"), ("impl", 14, "<"), ("median", 9, ">"), ("min", 9, ">"),
+_COLUMNS = (("size", 24, "<"), ("impl", 18, "<"), ("median", 9, ">"), ("min", 9, ">"),
             ("max", 9, ">"), ("xNumPy", 7, ">"), ("xTorch", 7, ">"), ("rate", 12, ">"),
             ("%roof", 6, ">"), ("extra", 8, ">"))
 
@@ -175,11 +175,11 @@ def _scaling(result):
             medians.setdefault(key, {})[row["threads"]] = row["median_s"]
     lines = ["", f"thread scaling: median at {low} and {high} thread(s), "
              f"speedup = t{low} / t{high}",
-             f"{'kernel':28} {'size':24} {'dtype':7} {'impl':14} {'t' + str(low):>9} "
+             f"{'kernel':28} {'size':24} {'dtype':7} {'impl':18} {'t' + str(low):>9} "
              f"{'t' + str(high):>9} {'speedup':>7}"]
     for (dtype, kernel, size, label, contender), by_threads in medians.items():
         if low in by_threads and high in by_threads:
-            lines.append(f"{kernel:28} {size + ' ' + label:24} {dtype:7} {contender:14} "
+            lines.append(f"{kernel:28} {size + ' ' + label:24} {dtype:7} {contender:18} "
                          f"{fmt_time(by_threads[low]):>9} {fmt_time(by_threads[high]):>9} "
                          f"{by_threads[low] / by_threads[high]:7.2f}")
     return lines

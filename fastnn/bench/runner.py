@@ -43,6 +43,9 @@ class Config:
     cold_compile: bool = False
     roofline: bool = True
     mode: str = "quick"
+    # The reference backend (fastnn[numpy]) at large sizes: seconds per call
+    # and not meant to be fast, so --quick leaves it out there.
+    reference_at_large: bool = True
 
 
 def _fresh_copies(kernel, inputs):
@@ -62,12 +65,15 @@ def _run_case(kernel, size, dtype, threads, contenders, inputs, reference, confi
     """Result rows (one per contender) of one case."""
     rows = []
     calls = {}
+    if not config.reference_at_large and size.tier == "large":
+        contenders = [c for c in contenders if c.backend != contenders_mod.REFERENCE_BACKEND]
     base = {"kernel": kernel.name, "size": size.name, "label": size.label,
             "shape": list(size.shape), "dtype": dtype, "threads": threads,
             "min_bytes": kernel.min_bytes(size.shape, np.dtype(dtype).itemsize),
             "flops": kernel.flops(size.shape)}
     for contender in contenders:
-        row = dict(base, contender=contender.name, kind=contender.kind, status="ok",
+        row = dict(base, contender=contender.name, kind=contender.kind,
+                   backend=contender.backend, variant=contender.variant, status="ok",
                    max_rel_error=None)
         own = _fresh_copies(kernel, inputs)
         try:
@@ -154,6 +160,10 @@ def run(config, progress=lambda message, step=None, total=None: None):
                          "dtypes": config.dtypes, "threads": config.threads,
                          "budget_s": config.budget_s, "min_rounds": config.min_rounds},
               "contenders": [c.name for c in contenders], "skipped": skipped}
+    if not config.reference_at_large and any(
+            c.backend == contenders_mod.REFERENCE_BACKEND for c in contenders):
+        skipped[f"fastnn[{contenders_mod.REFERENCE_BACKEND}] at large sizes"] = \
+            "the reference backend is not meant to be fast; run it there with --full"
 
     if config.startup:
         # Fills the on-disk JIT cache, so the fresh processes below start warm.

@@ -12,7 +12,15 @@ input together:
 3. rounds: each round takes one sample of every implementation, the order
    rotated from round to round, so slow drift of the machine (another
    process, frequency, the page cache) hits every implementation alike;
-4. as many rounds as fit in ``budget_s``, at least ``min_rounds``.
+4. as many rounds as fit in ``budget_s``, at least ``min_rounds``;
+5. after a sample of calls of a millisecond or more, a pause of ``settle_s``
+   (10 ms) before the next sample: OpenMP worker threads (PyTorch's, Numba's)
+   spin for several milliseconds after a parallel region, and OpenBLAS's for
+   up to 0.1 s (the CLI shortens that with OPENBLAS_THREAD_TIMEOUT); a
+   spinning pool left by one contender steals a core from the next one
+   (measured here: NumPy's 256x1024x1024 GEMM 8.3 ms right after a PyTorch
+   GEMM, 5.3 ms after a 10 ms pause).  Short calls are repeated in a
+   sample, so the first call's disturbance is diluted and they need no pause.
 
 The garbage collector is off while timing.  Results are per-call seconds:
 min, median and max over the rounds.  Medians are what the tables compare.
@@ -67,7 +75,7 @@ def _warm(call, seconds):
 
 
 def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
-                     sample_s=2e-3, warmup_s=0.02, warmed=None):
+                     sample_s=2e-3, warmup_s=0.02, warmed=None, settle_s=0.01):
     """Time every ``calls[name]`` (zero-argument functions); ``{name: Timing}``.
 
     ``warmed``: ``{name: seconds}`` of a call just made outside this function
@@ -85,7 +93,8 @@ def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
         else:
             per_call[name] = max(_warm(calls[name], warmup_s), 1e-7)
     inner = {name: max(1, min(10_000, math.ceil(sample_s / per_call[name]))) for name in names}
-    round_s = sum(per_call[name] * inner[name] for name in names)
+    settle = {name: settle_s if per_call[name] >= 1e-3 else 0.0 for name in names}
+    round_s = sum(per_call[name] * inner[name] + settle[name] for name in names)
     rounds = int(max(min_rounds, min(max_rounds, budget_s // max(round_s, 1e-9))))
     timings = {name: Timing(inner=inner[name]) for name in names}
     gc_was_enabled = gc.isenabled()
@@ -106,6 +115,8 @@ def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
                         call()
                     elapsed = (_clock() - start) / repeat
                 timings[name].samples.append(elapsed)
+                if settle[name]:
+                    time.sleep(settle[name])
     finally:
         if gc_was_enabled:
             gc.enable()

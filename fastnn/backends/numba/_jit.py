@@ -22,6 +22,8 @@ kernel takes; each kernel family therefore has a serial variant used below
 ``PARALLEL_MIN_ELEMENTS`` elements.
 """
 
+import types
+
 import numba
 
 PARALLEL_MIN_ELEMENTS = 1 << 15
@@ -31,6 +33,23 @@ def jit(*, parallel=False, fastmath=False):
     """Decorator for a serial (``parallel=False``) or ``prange`` kernel."""
     return numba.njit(cache=True, nogil=True, parallel=parallel,
                       fastmath=fastmath, error_model="numpy")
+
+
+def serial_and_parallel(function):
+    """Two builds of one ``prange`` source: ``(serial, parallel)`` dispatchers.
+
+    In the serial build ``prange`` is a plain ``range``.  Numba names its
+    on-disk cache entries after the function's qualified name and first line,
+    not its compile flags, so two builds of the very same function would
+    share (and corrupt) one cache entry: the parallel build is made from a
+    twin of the function with its own qualified name.
+    """
+    twin = types.FunctionType(function.__code__, function.__globals__,
+                              function.__name__, function.__defaults__,
+                              function.__closure__)
+    twin.__qualname__ = function.__qualname__ + "_parallel"
+    twin.__doc__ = function.__doc__
+    return jit()(function), jit(parallel=True)(twin)
 
 
 def use_parallel(n_elements):

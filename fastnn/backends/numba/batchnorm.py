@@ -53,7 +53,7 @@ statistics, gradients and layouts against the float64 oracle.  Bench:
 import numpy as np
 from numba import prange
 
-from ._jit import jit, use_parallel
+from ._jit import jit, serial_and_parallel, use_parallel
 
 # Tiles aim at about this many values (256 KiB of float32: a tile and its
 # float64 partials stay in L2).
@@ -577,35 +577,11 @@ def _grad_input_coefficients(plan, N, C, S, s_dy, s_dyx, weight, mean, invstd,
 
 
 # ----------------------------------------------------------------------------
-# Drivers.  Each serial/parallel pair is the same code but for range/prange.
-# They are two functions, not two jit() builds of one: numba's disk cache
-# files an entry under the function's name and source line, not its flags,
-# so two builds of one function would load each other's machine code.
+# Drivers: one source each, built twice by serial_and_parallel (in the serial
+# build prange is range), so both builds run the very same tiles.
 
-@jit()
-def _forward_serial(x2, C, weight, bias, running_mean, running_var, training,
-                    momentum, eps, y2, mean_out, invstd_out):
-    S = x2.shape[1] // C
-    plan = _plan(x2.shape[0], C, S)
-    if training:
-        shift = _channel_shifts(x2, C, S)
-        shift_cols = _per_column(shift, plan[0], S)
-        s1, s2 = _partial_buffers(plan, C, S)
-        for t in range(plan[6]):
-            _moments_pass_tile(plan, t, x2, C, S, shift_cols, shift, s1, s2)
-        mean = _batch_statistics(plan, x2.shape[0], C, S, shift, s1, s2, running_mean,
-                                 running_var, momentum, eps, invstd_out)
-    else:
-        mean = _running_statistics(running_mean, running_var, eps, invstd_out)
-    center, scale, offset = _affine_coefficients(plan, S, mean, invstd_out, weight, bias,
-                                                 mean_out)
-    for t in range(plan[6]):
-        _affine_pass_tile(plan, t, x2, y2, C, S, center, scale, offset)
-
-
-@jit(parallel=True)
-def _forward_parallel(x2, C, weight, bias, running_mean, running_var, training,
-                      momentum, eps, y2, mean_out, invstd_out):
+def _forward(x2, C, weight, bias, running_mean, running_var, training,
+             momentum, eps, y2, mean_out, invstd_out):
     S = x2.shape[1] // C
     plan = _plan(x2.shape[0], C, S)
     if training:
@@ -624,30 +600,7 @@ def _forward_parallel(x2, C, weight, bias, running_mean, running_var, training,
         _affine_pass_tile(plan, t, x2, y2, C, S, center, scale, offset)
 
 
-@jit()
-def _backward_serial(dy2, x2, C, weight, mean, invstd, training, dx2, dweight_out, dbias_out):
-    S = x2.shape[1] // C
-    plan = _plan(x2.shape[0], C, S)
-    s_dy, s_dyx = _partial_buffers(plan, C, S)
-    mean_cols = _per_column(mean, plan[0], S)
-    if training:
-        for t in range(plan[6]):
-            _grad_sums_pass_tile(plan, t, dy2, x2, C, S, mean_cols, mean, s_dy, s_dyx)
-        dy_center, k1, x_center, k2, tc = _grad_input_coefficients(
-            plan, x2.shape[0], C, S, s_dy, s_dyx, weight, mean, invstd, dweight_out, dbias_out)
-        for t in range(plan[6]):
-            _grad_input_pass_tile(plan, t, dy2, x2, dx2, C, S, dy_center, k1, x_center, k2, tc)
-    else:
-        k1 = _grad_scale(plan, S, weight, invstd)
-        for t in range(plan[6]):
-            _eval_grad_pass_tile(plan, t, dy2, x2, dx2, C, S, k1, weight.size > 0,
-                                 mean_cols, mean, s_dy, s_dyx)
-        if weight.size:
-            _weight_grads(plan, C, S, s_dy, s_dyx, invstd, dweight_out, dbias_out)
-
-
-@jit(parallel=True)
-def _backward_parallel(dy2, x2, C, weight, mean, invstd, training, dx2, dweight_out, dbias_out):
+def _backward(dy2, x2, C, weight, mean, invstd, training, dx2, dweight_out, dbias_out):
     S = x2.shape[1] // C
     plan = _plan(x2.shape[0], C, S)
     s_dy, s_dyx = _partial_buffers(plan, C, S)
@@ -666,6 +619,10 @@ def _backward_parallel(dy2, x2, C, weight, mean, invstd, training, dx2, dweight_
                                  mean_cols, mean, s_dy, s_dyx)
         if weight.size:
             _weight_grads(plan, C, S, s_dy, s_dyx, invstd, dweight_out, dbias_out)
+
+
+_forward_serial, _forward_parallel = serial_and_parallel(_forward)
+_backward_serial, _backward_parallel = serial_and_parallel(_backward)
 
 
 # ----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ group of benches/.
 import numpy as np
 from numba import prange
 
-from ._jit import jit, use_parallel
+from ._jit import jit, serial_and_parallel, use_parallel
 
 # At or below this many multiply-adds (N * M * K) a single serial Numba
 # kernel runs the whole layer.  Measured on the project machine (float32 and
@@ -102,10 +102,8 @@ def _relu_inplace(y):
                 part[index] = 0
 
 
-_bias_relu_inplace_serial = jit()(_bias_relu_inplace)
-_bias_relu_inplace_parallel = jit(parallel=True)(_bias_relu_inplace)
-_relu_inplace_serial = jit()(_relu_inplace)
-_relu_inplace_parallel = jit(parallel=True)(_relu_inplace)
+_bias_relu_inplace_serial, _bias_relu_inplace_parallel = serial_and_parallel(_bias_relu_inplace)
+_relu_inplace_serial, _relu_inplace_parallel = serial_and_parallel(_relu_inplace)
 
 
 @jit()
@@ -250,10 +248,9 @@ def _column_sums(dy, dbias):
     _sum_partials(partials, dbias)
 
 
-_relu_mask_and_dbias_serial = jit()(_relu_mask_and_dbias)
-_relu_mask_and_dbias_parallel = jit(parallel=True)(_relu_mask_and_dbias)
-_column_sums_serial = jit()(_column_sums)
-_column_sums_parallel = jit(parallel=True)(_column_sums)
+_relu_mask_and_dbias_serial, _relu_mask_and_dbias_parallel = \
+    serial_and_parallel(_relu_mask_and_dbias)
+_column_sums_serial, _column_sums_parallel = serial_and_parallel(_column_sums)
 
 
 @jit()

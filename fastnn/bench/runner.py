@@ -155,7 +155,7 @@ def run(config, progress=lambda message, step=None, total=None: None):
                  f"the figures will be slower and noisier than this machine can do")
     meter = BusyMeter()
     contenders, skipped = contenders_mod.make_contenders(config.backends, config.use_torch)
-    fastnn_names = [c.backend for c in contenders if c.kind == "fastnn"]
+    fastnn_names = list(dict.fromkeys(c.backend for c in contenders if c.kind == "fastnn"))
     result = {"config": {"mode": config.mode, "kernels": config.kernels, "sizes": config.sizes,
                          "dtypes": config.dtypes, "threads": config.threads,
                          "budget_s": config.budget_s, "min_rounds": config.min_rounds},

@@ -1,7 +1,7 @@
 """Which backend runs a kernel: the registry, the current choice, threads.
 
-A backend is a module implementing every kernel of ``fastnn.backends.KERNELS``
-(the contract is in ``fastnn/backends/__init__.py``).  The built-in ones are
+A backend is a module implementing every kernel of ``fastnn._backends.KERNELS``
+(the contract is in ``fastnn/_backends/__init__.py``).  The built-in ones are
 listed in ``BUILTIN``; an installed package adds one with no change here by
 declaring an entry point in the group ``fastnn.backends`` whose value is the
 module path.  A backend module is imported on first use, never at
@@ -22,12 +22,12 @@ import contextvars
 import importlib
 import os
 
-from .backends import KERNELS
+from ._backends import KERNELS
 
 BUILTIN = {
-    "numpy": "fastnn.backends.numpy",
-    "numba": "fastnn.backends.numba",
-    "c": "fastnn.backends.c",
+    "numpy": "fastnn._backends.numpy",
+    "numba": "fastnn._backends.numba",
+    "c": "fastnn._backends.c",
 }
 ENTRY_POINT_GROUP = "fastnn.backends"
 
@@ -164,7 +164,12 @@ def _apply_threads(backend_module, n):
 
 
 def set_num_threads(n):
-    """Threads used by the threaded backends and by BLAS in the Linear kernels."""
+    """Threads used by the threaded backends and by BLAS in the Linear kernels.
+
+    Numba keeps its thread count per calling thread: this sets it for the
+    thread that calls it (and BLAS's for the process).  Numba cannot go
+    beyond its pool (``NUMBA_NUM_THREADS``, by default the core count).
+    """
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected a positive integer, got {n!r}")

@@ -13,7 +13,9 @@ import numpy as np
 
 from . import _api, _registry
 
-_SIZES = ((8, 16), (512, 128))     # below and above the parallel threshold
+# (N, C): tiny (whole-layer Linear kernels, serial), small (serial passes
+# around BLAS products) and above the parallel threshold.
+_SIZES = ((8, 16), (64, 64), (512, 128))
 
 
 def _calls(dtype, N, C, rng):

@@ -4,7 +4,7 @@
   FAILS here, it is not skipped), and so must every backend named in the
   FASTNN_REQUIRE_BACKENDS environment variable (comma list, e.g. "c" on a
   CI machine that builds the C kernels);
-- every backend module defines every kernel of ``fastnn.backends.KERNELS``
+- every backend module defines every kernel of ``fastnn._backends.KERNELS``
   with the NumPy reference's signature, and a fast backend's kernels are its
   own (not the reference's, and its package never imports the reference);
 - numba results are bitwise identical at 1 and 2 threads;
@@ -28,7 +28,7 @@ import pytest
 
 import fastnn
 from fastnn import _registry
-from fastnn.backends import KERNELS
+from fastnn._backends import KERNELS
 
 from .opinfo import OPS
 from .support import (AVAILABLE_BACKENDS, BACKEND_STATUS, assert_bitwise_equal,
@@ -82,7 +82,7 @@ def test_fast_backend_kernels_are_its_own(name):
     package = Path(module.__file__).parent
     sources = package.glob("**/*.py") if module.__file__.endswith("__init__.py") else [
         Path(module.__file__)]
-    importing = re.compile(r"^\s*(from|import)\s+(fastnn\.backends\.numpy|\.\.numpy|"
+    importing = re.compile(r"^\s*(from|import)\s+(fastnn\._backends\.numpy|\.\.numpy|"
                            r"\.\.\.backends\.numpy)\b", re.M)
     for source in sources:
         assert not importing.search(source.read_text()), f"{source} imports the numpy backend"
@@ -239,7 +239,7 @@ def test_fastnn_backend_environment_variable_unavailable(name):
 def test_import_loads_no_backend():
     """Backends import on first use: ``import fastnn`` stays light and compiles nothing."""
     run = _run_python("import sys, fastnn; "
-                      "print(sorted(m for m in sys.modules if m.startswith('fastnn.backends.')))")
+                      "print(sorted(m for m in sys.modules if m.startswith('fastnn._backends.')))")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
 

@@ -1,7 +1,7 @@
 """The backend contract: what every fastnn backend implements.
 
 A backend is a module that defines every kernel named in ``KERNELS`` below,
-with exactly the signature the NumPy reference (``fastnn.backends.numpy``)
+with exactly the signature the NumPy reference (``fastnn._backends.numpy``)
 gives it.  The public API (``fastnn/_api.py``) validates every argument
 before it calls a kernel, so a kernel may rely on all of this:
 

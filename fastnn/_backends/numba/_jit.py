@@ -2,14 +2,21 @@
 
 - ``cache=True``: compiled machine code is kept on disk beside the sources
   (``__pycache__``), so a new process with a warm cache compiles nothing.
+  Numba checks only the defining file's timestamp: after editing a helper in
+  another file (``_vexp.py``), delete ``__pycache__`` here, or the callers
+  keep the old helper inlined.
 - ``nogil=True``: kernels release the GIL, so callers may run them from
-  several Python threads.
+  several Python threads.  That holds with Numba's OpenMP or TBB threading
+  layer; its fallback "workqueue" layer aborts on concurrent parallel calls.
+  Numba's thread count is per calling thread: ``fastnn.set_num_threads``
+  sets it for the thread that calls it.
 - ``error_model="numpy"``: division by zero gives inf/nan as NumPy does,
   instead of raising, and leaves the division without a branch.
 - ``fastmath`` is off.  A kernel that turns on a subset of LLVM's flags says
   which ones and why in a comment, and its numerical tests (``-inf`` masking,
   extreme logits, large-mean variance) must still pass.  ``nnan``/``ninf``
-  are never allowed: ``-inf`` logits are part of the contract.
+  (and so ``fastmath=True``) are refused: ``-inf`` logits are part of the
+  contract.
 
 Parallel kernels reduce through fixed-size blocks: a ``prange`` loop writes
 one partial result per block into its own slot of a buffer, and the partials
@@ -29,8 +36,16 @@ import numba
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
-def jit(*, parallel=False, fastmath=False):
+# The LLVM fast-math flags a kernel may ask for: none assumes away inf or nan.
+ALLOWED_FASTMATH = frozenset({"reassoc", "contract", "arcp", "nsz", "afn"})
+
+
+def jit(*, parallel=False, fastmath=frozenset()):
     """Decorator for a serial (``parallel=False``) or ``prange`` kernel."""
+    if isinstance(fastmath, bool) or not set(fastmath) <= ALLOWED_FASTMATH:
+        raise ValueError(f"fastmath: expected a subset of {sorted(ALLOWED_FASTMATH)}, "
+                         f"got {fastmath!r}")
+    fastmath = set(fastmath) or False
     return numba.njit(cache=True, nogil=True, parallel=parallel,
                       fastmath=fastmath, error_model="numpy")
 

@@ -4,7 +4,7 @@ Shapes: x, y, dy, dx are (N, C, *spatial); S = prod(spatial) (1 for (N, C));
 statistics are per channel over n = N * S values.  Every kernel works on the
 C-contiguous 2-D view x2 = x.reshape(N, L), L = C * S, where column j belongs
 to channel j // S (a non-contiguous x is copied first).  The formulas are
-those of the NumPy reference (``fastnn/backends/numpy/batchnorm.py``); this
+those of the NumPy reference (``fastnn/_backends/numpy/batchnorm.py``); this
 file explains the tricks.
 
 Forward, training (x read twice, y written once):
@@ -626,7 +626,7 @@ _backward_serial, _backward_parallel = serial_and_parallel(_backward)
 
 
 # ----------------------------------------------------------------------------
-# The backend's kernels (contract in fastnn/backends/__init__.py).
+# The backend's kernels (contract in fastnn/_backends/__init__.py).
 
 # Stand-ins for absent optional arrays (zero-length, read-only by use): one
 # compiled signature serves calls with and without weight, bias and running

@@ -126,7 +126,8 @@ def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
 def peak_extra_bytes(call):
     """``(bytes, seconds)``: peak bytes one ``call()`` allocates beyond what it
     returns (NumPy/Numba arrays), and the call's wall time."""
-    gc.collect()
+    # No gc.collect() first: the peak does not depend on cyclic garbage, and
+    # with PyTorch loaded a collection costs ~0.1 s per measurement.
     already_tracing = tracemalloc.is_tracing()
     if not already_tracing:
         tracemalloc.start()

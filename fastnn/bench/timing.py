@@ -12,7 +12,8 @@ input together:
 3. rounds: each round takes one sample of every implementation, the order
    rotated from round to round, so slow drift of the machine (another
    process, frequency, the page cache) hits every implementation alike;
-4. as many rounds as fit in ``budget_s``, at least ``min_rounds``;
+4. as many rounds as fit in ``budget_s`` of timed calls, at least
+   ``min_rounds``;
 5. after a sample of calls of a millisecond or more, a pause of ``settle_s``
    (10 ms) before the next sample: OpenMP worker threads (PyTorch's, Numba's)
    spin for several milliseconds after a parallel region, and OpenBLAS's for
@@ -94,7 +95,9 @@ def time_interleaved(calls, budget_s=0.5, min_rounds=5, max_rounds=200,
             per_call[name] = max(_warm(calls[name], warmup_s), 1e-7)
     inner = {name: max(1, min(10_000, math.ceil(sample_s / per_call[name]))) for name in names}
     settle = {name: settle_s if per_call[name] >= 1e-3 else 0.0 for name in names}
-    round_s = sum(per_call[name] * inner[name] + settle[name] for name in names)
+    # The budget is timed work; the pauses come on top, so that they do not
+    # cut the rounds (and the median's stability) of millisecond-scale cases.
+    round_s = sum(per_call[name] * inner[name] for name in names)
     rounds = int(max(min_rounds, min(max_rounds, budget_s // max(round_s, 1e-9))))
     timings = {name: Timing(inner=inner[name]) for name in names}
     gc_was_enabled = gc.isenabled()

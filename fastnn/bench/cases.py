@@ -25,6 +25,10 @@ layers are compute-bound: forward is 2 N K M flops (one product), backward
 4 N K M (dx = dy @ W and dW = dy.T @ x); the bias, ReLU and bias-gradient
 work is not counted, so their cost shows as lost GFLOP/s.
 
+A kernel may declare ``variants``: other ways to call fastnn, each timed as
+its own row (``"out"``: the fused cross-entropy writing its gradient into a
+reused buffer, which spares the page faults of a fresh large output).
+
 Size names: ``tiny``, ``small``, ``medium``, ``large`` (and ``-nchw`` for
 batch norm over images).  ``tiny`` sizes measure the fixed cost of a whole
 API call; ``large`` sizes stream from DRAM on this project's machine.

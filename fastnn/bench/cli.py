@@ -40,9 +40,11 @@ def _parser():
                "forms for batch norm, or a label such as 4096x1024 (--list shows all).")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
-                      help="the default: the sizes of the targets, short timing (~1 minute)")
+                      help="the default: the sizes of the targets, short timing, the numpy "
+                           "reference backend left out at large sizes (about a minute)")
     mode.add_argument("--full", action="store_true",
-                      help="every size, longer timing, cold compile time (several minutes)")
+                      help="every size and contender, longer timing, cold compile time "
+                           "(ten minutes or more)")
     parser.add_argument("--kernels", help="comma-separated kernels or families (default: all)")
     parser.add_argument("--sizes", help="comma-separated size names, tiers or labels")
     parser.add_argument("--dtype", default="float32",

@@ -35,6 +35,8 @@ def _cases(rows, dtype, threads):
 def _bars(axis, cases, contenders, colors, value, ylabel, log=False):
     import numpy as np
     labels = list(cases)
+    contenders = [name for name in contenders                 # no empty slots
+                  if any(cases[label].get(name, {}).get(value) for label in labels)]
     width = 0.8 / max(len(contenders), 1)
     positions = np.arange(len(labels))
     for i, name in enumerate(contenders):

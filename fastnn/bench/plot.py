@@ -46,6 +46,10 @@ def _bars(axis, cases, contenders, colors, value, ylabel, log=False):
     axis.set_xticks(positions)
     axis.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
     axis.set_ylabel(ylabel)
+    if not contenders:
+        axis.text(0.5, 0.5, "no case of this kind in the run", ha="center",
+                  transform=axis.transAxes)
+        return
     if log:
         axis.set_yscale("log")
     axis.legend(fontsize=7)

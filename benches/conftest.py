@@ -18,11 +18,16 @@ threads, dtype, shape and the kernel's minimum bytes or flops.
 
 Running::
 
-    pytest benches                          # times the --quick sizes of the report
+    OPENBLAS_THREAD_TIMEOUT=4 pytest benches    # times the --quick sizes of the report
     pytest benches --bench-sizes all        # the whole ladder (several minutes)
     pytest benches --bench-threads 1,2 --bench-dtype float32,float64
     pytest benches -k "batchnorm and large"
     pytest benches --benchmark-disable      # each case once, tiny sizes: the test-run check
+
+OpenBLAS's worker threads spin for about 0.1 s after each call and slow
+whatever runs next; as ``python -m fastnn bench`` does, set
+``OPENBLAS_THREAD_TIMEOUT=4`` in the environment for stable figures
+(it must be set before NumPy is imported, so on the command line).
 
 Comparing two runs (pytest-benchmark stores runs under ``.benchmarks/``)::
 
@@ -40,6 +45,7 @@ with the reference.
 """
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -152,5 +158,7 @@ def run_case(benchmark, case):
             kernel=kernel.name, size=size.name, shape=list(size.shape), dtype=dtype.name,
             threads=threads, contender=contender.name, kind=contender.kind,
             backend=contender.backend, min_bytes=min_bytes, flops=kernel.flops(size.shape))
+        if not benchmark.disabled:
+            time.sleep(0.02)    # let the previous test's spinning worker threads fall asleep
         benchmark(call)
     return run

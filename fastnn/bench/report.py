@@ -85,12 +85,18 @@ def _roofline(result):
     for threads, roof in result.get("roofline", {}).items():
         dram, cache, naive = roof["triad_dram"], roof["triad_cache"], roof["triad_numpy"]
         gemm = ", ".join(f"{name} {g['gflops']:.0f} GFLOP/s" for name, g in roof["gemm"].items())
+        spread = ""
+        if "measured_gbps" in dram:
+            spread = (" (best of start/end: triad "
+                      + "/".join(f"{v:.1f}" for v in dram["measured_gbps"]) + " GB/s, GEMM "
+                      + "; ".join("/".join(f"{v:.0f}" for v in g["measured_gflops"])
+                                  for g in roof["gemm"].values()) + " GFLOP/s)")
         lines.append(
             f"roofline, {threads} thread(s): DRAM triad {dram['gbps']:.1f} GB/s "
             f"({dram['method']}, 3 x {dram['bytes_per_array'] >> 20} MiB); "
             f"in-cache triad {cache['gbps']:.1f} GB/s; "
             f"NumPy's a = b + s*c {naive['gbps']:.1f} GB/s (temporaries, not the roof); "
-            f"GEMM {roof['gemm'] and next(iter(roof['gemm'].values()))['n']}^3: {gemm}")
+            f"GEMM {roof['gemm'] and next(iter(roof['gemm'].values()))['n']}^3: {gemm}{spread}")
     return lines
 
 

@@ -2,6 +2,8 @@
 
 A case is one kernel at one size, dtype and thread count.  For each case:
 
+0. the roofline (``roofline.measure``) at start and again at the end, the
+   better of each figure kept;
 1. inputs are built once per (kernel, size, dtype) with a fixed seed, and the
    reference outputs computed by the NumPy baseline in float64;
 2. per thread count, every contender gets its own copies of the arrays the
@@ -206,6 +208,13 @@ def run(config, progress=lambda message, step=None, total=None: None):
                                           reference, config, measure_memory=config.memory
                                           and index == 0))
                 del inputs, reference
+    if config.roofline:
+        for threads in config.threads:
+            progress(f"roofline again at {threads} thread(s); the better of start and end counts")
+            contenders_mod.set_threads(threads)
+            again = roofline.measure(threads, config.dtypes, quick=config.mode == "quick")
+            roofs[threads] = roofline.best_of(roofs[threads], again)
+        result["roofline"] = {str(t): figures for t, figures in roofs.items()}
     contenders_mod.set_threads(max(config.threads))
     _derive(rows, roofs)
     # Memory is measured once per case; copy it to the rows of other thread counts.

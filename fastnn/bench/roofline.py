@@ -111,7 +111,7 @@ def measure(threads, dtypes, quick=True):
     """All roofline figures for one thread count (threads already set by the caller)."""
     figures = {
         "threads": threads,
-        "triad_dram": measure_triad(DRAM_ELEMENTS, threads, repeats=6 if quick else 20),
+        "triad_dram": measure_triad(DRAM_ELEMENTS, threads, repeats=12 if quick else 30),
         "triad_cache": measure_triad(CACHE_ELEMENTS, threads, repeats=50 if quick else 200),
         "triad_numpy": measure_numpy_triad(DRAM_ELEMENTS, repeats=3 if quick else 10),
         "gemm": {},

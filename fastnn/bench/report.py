@@ -68,6 +68,7 @@ def _header(result):
         f"{fmt_bytes(machine.get('memory_bytes'))} RAM, "
         + ", ".join(f"{k} {v}" for k, v in machine["caches"].items()),
         "software: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+        + (f" (fastnn commit {machine['fastnn_commit']})" if machine.get("fastnn_commit") else "")
         + (f"; BLAS {blas.get('internal_api')} {blas.get('version')} "
            f"({blas.get('architecture')} kernels)" if blas else ""),
         f"contenders: {', '.join(result['contenders'])}",

@@ -92,7 +92,7 @@ def _sizes(config, kernel):
 
 
 def pytest_generate_tests(metafunc):
-    """Parametrize ``case`` over the module's ``KERNELS`` x sizes x dtypes x threads x contenders."""
+    """Parametrize ``case``: the module's ``KERNELS`` x sizes x dtypes x threads x contenders."""
     if "case" not in metafunc.fixturenames:
         return
     config = metafunc.config

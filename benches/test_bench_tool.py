@@ -38,7 +38,8 @@ def test_select_kernels_by_name_family_and_pattern():
 
 def test_select_sizes():
     quick = cli.select_sizes(["batchnorm_forward_train"], None, full=False)
-    assert quick == {"batchnorm_forward_train": list(cases.KERNELS["batchnorm_forward_train"].quick)}
+    kernel = cases.KERNELS["batchnorm_forward_train"]
+    assert quick == {kernel.name: list(kernel.quick)}
     full = cli.select_sizes(["linear_forward"], None, full=True)
     assert full["linear_forward"] == [s.name for s in cases.LINEAR_SIZES]
     by_tier = cli.select_sizes(["batchnorm_backward", "linear_forward"], "medium", full=False)
@@ -88,8 +89,8 @@ def test_list(capsys):
 def test_tiny_report_in_process(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("FASTNN_BENCH_CHILD", "1")       # no re-run in a child process
     path = tmp_path / "run.json"
-    code = cli.main(["--kernels", "batchnorm_forward_train,cross_entropy_with_grad,linear_backward",
-                     "--json", str(path)] + TINY_RUN)
+    kernels = "batchnorm_forward_train,cross_entropy_with_grad,linear_backward"
+    code = cli.main(["--kernels", kernels, "--json", str(path)] + TINY_RUN)
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(path.read_text())
@@ -257,7 +258,8 @@ def test_speedups_script(tmp_path, capsys):
                 "fullname": f"bench::{contender}", "stats": {"median": median},
                 "extra_info": {"contender": contender, "min_bytes": 1000, "flops": None}}
     path = tmp_path / "run.json"
-    path.write_text(json.dumps({"benchmarks": [bench("numpy", 4e-6), bench("fastnn[numba]", 1e-6)]}))
+    benchmarks = [bench("numpy", 4e-6), bench("fastnn[numba]", 1e-6)]
+    path.write_text(json.dumps({"benchmarks": benchmarks}))
     assert speedups.main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "fastnn[numba]" in out and "4.00" in out and "1.0 GB/s" in out

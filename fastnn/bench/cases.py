@@ -15,7 +15,7 @@ STREAM does not count it either)::
 
     batchnorm forward, training   3 E b    stats pass reads x; second pass reads x, writes y
     batchnorm forward, evaluation 2 E b    reads x, writes y
-    batchnorm backward, training  5 E b    Σdy and Σdy·x̂ read dy and x; dx pass reads both, writes dx
+    batchnorm backward, training  5 E b    Σdy, Σdy·x̂ read dy, x; dx pass reads both, writes dx
     cross-entropy loss only       N C b + 8 N        reads logits (and int64 targets)
     cross-entropy backward        2 N C b + 8 N      reads logits, writes the gradient
     cross-entropy loss + gradient 2 N C b + 8 N      reads logits, writes the gradient

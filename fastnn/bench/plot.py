@@ -91,7 +91,8 @@ def plot(result, path):
             memory.legend(fontsize=7)
         memory.set_title("memory-bound kernels against the measured triad")
 
-        compute_cases = {k: v for k, v in sized.items() if any(r.get("gflops") for r in v.values())}
+        compute_cases = {k: v for k, v in sized.items()
+                         if any(r.get("gflops") for r in v.values())}
         _bars(compute, compute_cases, contenders + ["gemm-only"], colors, "gflops", "GFLOP/s")
         gemm = roof and roof["gemm"].get(dtype)
         if gemm:

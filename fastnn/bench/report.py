@@ -140,7 +140,8 @@ _COLUMNS = (("size", 24, "<"), ("impl", 18, "<"), ("median", 9, ">"), ("min", 9,
 
 
 def _line(values):
-    return " ".join(f"{v:{align}{width}}" for v, (_, width, align) in zip(values, _COLUMNS)).rstrip()
+    cells = (f"{v:{align}{width}}" for v, (_, width, align) in zip(values, _COLUMNS))
+    return " ".join(cells).rstrip()
 
 
 def _kernel_tables(result):
@@ -205,7 +206,8 @@ def _targets(result):
         parts = []
         for criterion, c in verdict["criteria"].items():
             if criterion in ("of_triad", "gemm_overhead"):
-                wanted = f"{'<=' if criterion == 'gemm_overhead' else '>='}{100 * c['wanted']:.0f}%"
+                sign = "<=" if criterion == "gemm_overhead" else ">="
+                wanted = f"{sign}{100 * c['wanted']:.0f}%"
                 got = "-" if c["got"] is None else f"{100 * c['got']:+.0f}%" \
                     if criterion == "gemm_overhead" else f"{100 * c['got']:.0f}%"
             else:
@@ -252,6 +254,7 @@ def render(result):
     lines = _header(result) + _roofline(result) + _startup(result)
     lines += _kernel_tables(result) + _scaling(result) + _targets(result) + _failures(result)
     lines += _contention(result)
-    lines += ["", f"baseline: {contenders_mod.BASELINE} = idiomatic NumPy (fastnn/bench/baselines.py); "
+    lines += ["", f"baseline: {contenders_mod.BASELINE} = idiomatic NumPy "
+              f"(fastnn/bench/baselines.py); "
               f"speedup = other median / this median; finished in {result['elapsed_s']:.0f} s"]
     return "\n".join(lines) + "\n"

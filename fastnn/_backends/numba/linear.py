@@ -26,13 +26,15 @@ How the work is split:
   extra Python steps around it cost more than the arithmetic (about 1.5 us
   for an 8x16->16 product).
 
-Variants: every pass has a serial and a ``prange`` build of one source
-(``prange`` is a plain ``range`` in a serial build); the parallel build is
-used only above ``_jit.PARALLEL_MIN_ELEMENTS`` elements, where it pays for
-waking the threads.  The bias gradient is reduced over fixed tiles of
-``_DBIAS_ROWS`` x ``_DBIAS_COLUMNS`` into float64 partial rows that are
-combined in row-block order, so it is bitwise identical for any thread count
-and both builds (float32 is accumulated in float64).
+The passes run on one thread.  They move a few bytes per multiply-add of
+the products (a 256x1024 pass takes about 0.05 ms beside a 10 ms product),
+and a parallel pass leaves Numba's OpenMP threads spinning just when BLAS
+starts its own: measured on the project machine, a parallel bias-gradient
+pass made the two products after it 1.9x slower whenever the pool spins
+(PyTorch imported first loads its OpenMP runtime with the spinning default,
+whatever ``_jit`` asks for).  The bias gradient is reduced over fixed tiles
+of ``_DBIAS_ROWS`` x ``_DBIAS_COLUMNS`` into float64 partial rows combined
+in row-block order (float32 is accumulated in float64).
 
 Test: the conformance suite (tests/) compares this backend with the NumPy
 reference.  Bench: ``python -m fastnn bench --kernels linear`` or the linear
@@ -40,9 +42,7 @@ group of benches/.
 """
 
 import numpy as np
-from numba import prange
-
-from ._jit import jit, serial_and_parallel, use_parallel
+from ._jit import jit
 
 # At or below this many multiply-adds (N * M * K) a single serial Numba
 # kernel runs the whole layer.  Measured on the project machine (float32 and
@@ -65,6 +65,7 @@ _DBIAS_COLUMNS = 512
 # ---------------------------------------------------------------- forward
 
 
+@jit()
 def _bias_relu_inplace(y, bias, relu):
     """y[n, m] = relu(y[n, m] + bias[m]) (relu only when ``relu``), in place.
 
@@ -76,7 +77,7 @@ def _bias_relu_inplace(y, bias, relu):
     """
     n_rows, n_cols = y.shape
     tiles_per_row = (n_cols + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS
-    for tile in prange(n_rows * tiles_per_row):
+    for tile in range(n_rows * tiles_per_row):
         start = (tile % tiles_per_row) * _EPILOGUE_COLUMNS
         stop = min(start + _EPILOGUE_COLUMNS, n_cols)
         y_part = y[tile // tiles_per_row, start:stop]
@@ -91,19 +92,18 @@ def _bias_relu_inplace(y, bias, relu):
                 y_part[m] += bias_part[m]
 
 
+@jit()
 def _relu_inplace(y):
     """y = relu(y), in place; y is C-contiguous, walked flat in tiles."""
     flat = y.reshape(-1)
     n_tiles = (flat.size + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS
-    for tile in prange(n_tiles):
+    for tile in range(n_tiles):
         part = flat[tile * _EPILOGUE_COLUMNS:(tile + 1) * _EPILOGUE_COLUMNS]
         for index in range(part.size):
             if part[index] < 0:
                 part[index] = 0
 
 
-_bias_relu_inplace_serial, _bias_relu_inplace_parallel = serial_and_parallel(_bias_relu_inplace)
-_relu_inplace_serial, _relu_inplace_parallel = serial_and_parallel(_relu_inplace)
 
 
 @jit()
@@ -168,12 +168,10 @@ def linear_forward(x, weight, bias, activation):
                               relu, y)
         return y
     y = np.matmul(_blas_operand(x), _blas_operand(weight).T)
-    parallel = use_parallel(y.size)
     if bias is not None:
-        epilogue = _bias_relu_inplace_parallel if parallel else _bias_relu_inplace_serial
-        epilogue(y, np.ascontiguousarray(bias), relu)
+        _bias_relu_inplace(y, np.ascontiguousarray(bias), relu)
     elif relu:
-        (_relu_inplace_parallel if parallel else _relu_inplace_serial)(y)
+        _relu_inplace(y)
     return y
 
 
@@ -196,6 +194,7 @@ def _sum_partials(partials, dbias):
         dbias[m] = total[m]
 
 
+@jit()
 def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
     """dz = dy where y > 0 else 0, and (if has_bias) dbias = column sums of dz.
 
@@ -210,7 +209,7 @@ def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
     row_blocks = max((n_rows + _DBIAS_ROWS - 1) // _DBIAS_ROWS, 1)
     col_blocks = (n_cols + _DBIAS_COLUMNS - 1) // _DBIAS_COLUMNS
     partials = np.zeros((row_blocks if has_bias else 0, n_cols), dtype=np.float64)
-    for tile in prange(row_blocks * col_blocks):
+    for tile in range(row_blocks * col_blocks):
         block = tile // col_blocks
         col_start = (tile % col_blocks) * _DBIAS_COLUMNS
         col_stop = min(col_start + _DBIAS_COLUMNS, n_cols)
@@ -229,13 +228,14 @@ def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
         _sum_partials(partials, dbias)
 
 
+@jit()
 def _column_sums(dy, dbias):
     """dbias = column sums of dy (N, M, C-contiguous), tiled as above."""
     n_rows, n_cols = dy.shape
     row_blocks = max((n_rows + _DBIAS_ROWS - 1) // _DBIAS_ROWS, 1)
     col_blocks = (n_cols + _DBIAS_COLUMNS - 1) // _DBIAS_COLUMNS
     partials = np.zeros((row_blocks, n_cols), dtype=np.float64)
-    for tile in prange(row_blocks * col_blocks):
+    for tile in range(row_blocks * col_blocks):
         block = tile // col_blocks
         col_start = (tile % col_blocks) * _DBIAS_COLUMNS
         col_stop = min(col_start + _DBIAS_COLUMNS, n_cols)
@@ -248,9 +248,6 @@ def _column_sums(dy, dbias):
     _sum_partials(partials, dbias)
 
 
-_relu_mask_and_dbias_serial, _relu_mask_and_dbias_parallel = \
-    serial_and_parallel(_relu_mask_and_dbias)
-_column_sums_serial, _column_sums_parallel = serial_and_parallel(_column_sums)
 
 
 @jit()
@@ -314,17 +311,15 @@ def linear_backward(dy, x, weight, y, activation, has_bias, need_dx):
                                y if relu else dy, relu, dx, dweight, dbias)
         return (dx if need_dx else None), dweight, (dbias if has_bias else None)
 
-    parallel = use_parallel(dy.size)
     dbias = np.empty(n_out if has_bias else 0, dtype=dy.dtype)
     dy = np.ascontiguousarray(dy) if relu or has_bias else _blas_operand(dy)
     if relu:
         dz = np.empty_like(dy)
-        prologue = _relu_mask_and_dbias_parallel if parallel else _relu_mask_and_dbias_serial
-        prologue(dy, y, dz, dbias, has_bias)
+        _relu_mask_and_dbias(dy, y, dz, dbias, has_bias)
     else:
         dz = dy
         if has_bias:
-            (_column_sums_parallel if parallel else _column_sums_serial)(dy, dbias)
+            _column_sums(dy, dbias)
     x = _blas_operand(x)
     dweight = np.matmul(dz.T, x)
     dx = np.matmul(dz, _blas_operand(weight)) if need_dx else None

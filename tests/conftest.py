@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 
 import fastnn
 
+from . import oracle
 from .support import AVAILABLE_BACKENDS, FLOAT_DTYPES
 
 # deadline=None: a first call may JIT-compile a kernel signature (about a second).
@@ -41,6 +42,16 @@ with warnings.catch_warnings():
 @pytest.fixture(scope="module", params=AVAILABLE_BACKENDS)
 def backend(request):
     return request.param
+
+
+@pytest.fixture(scope="module", params=AVAILABLE_BACKENDS + ["oracle"])
+def impl(request):
+    """A function getter: the public function on one backend, or the oracle's."""
+    name = request.param
+    if name == "oracle":
+        return lambda function: getattr(oracle, function)
+    return lambda function: (lambda *args, **kwargs: getattr(fastnn, function)(
+        *args, **kwargs, backend=name))
 
 
 @pytest.fixture(scope="module", params=FLOAT_DTYPES, ids=lambda d: d.name)

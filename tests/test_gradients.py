@@ -11,22 +11,7 @@ how its own gradients are checked.  Small sizes: two calls per element.
 import numpy as np
 import pytest
 
-import fastnn
-
-from . import oracle
-from .support import AVAILABLE_BACKENDS, FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, assert_close
-
-IMPLS = AVAILABLE_BACKENDS + ["oracle"]
-
-
-@pytest.fixture(scope="module", params=IMPLS)
-def impl(request):
-    """A function getter: the public function on one backend, or the oracle's."""
-    name = request.param
-    if name == "oracle":
-        return lambda function: getattr(oracle, function)
-    return lambda function: (lambda *args, **kwargs: getattr(fastnn, function)(
-        *args, **kwargs, backend=name))
+from .support import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, assert_close
 
 
 def finite_difference(loss, array, h=FINITE_DIFFERENCE_STEP):

@@ -10,25 +10,11 @@ that is what makes it a fair judge of the rest.
 import numpy as np
 import pytest
 
-from . import oracle
 from .opinfo import ce_cases
-from .support import AVAILABLE_BACKENDS, assert_outputs, tolerance
+from .support import assert_outputs, tolerance
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-
-import fastnn  # noqa: E402  (after the skip: nothing to do without torch)
-
-IMPLS = AVAILABLE_BACKENDS + ["oracle"]
-
-
-@pytest.fixture(scope="module", params=IMPLS)
-def impl(request):
-    name = request.param
-    if name == "oracle":
-        return lambda function: getattr(oracle, function)
-    return lambda function: (lambda *args, **kwargs: getattr(fastnn, function)(
-        *args, **kwargs, backend=name))
 
 
 def tensor(array, grad=False):

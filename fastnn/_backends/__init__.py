@@ -11,6 +11,8 @@ before it calls a kernel, so a kernel may rely on all of this:
   ``[0, C)`` or equal to ``ignore_index``; probability targets are floating;
 - option values are already checked and normalized (``axis`` is
   non-negative, ``reduction`` is one of ``"mean" | "sum" | "none"``, ...);
+- no data array is empty (``x``, ``logits`` and Linear's ``weight`` have at
+  least one element);
 - arrays may have any strides and memory order: a kernel that needs
   contiguous data makes its own contiguous copy.
 

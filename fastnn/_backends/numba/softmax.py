@@ -155,6 +155,21 @@ def _row_exp_shifted_inplace(E, i, m):
 
 
 @jit()
+def _row_exp_sum(logits, i, m, grad, write_grad, inplace, scratch):
+    """S = sum_c exp(logits[i, c] - m) in float64, the exp values kept where
+    the gradient needs them: grad[i] (over the logits when ``inplace``), or
+    the scratch row when no gradient is written."""
+    if not write_grad:
+        _row_exp_shifted(logits, i, m, scratch, 0)
+        return _row_sum_f64(scratch, 0)
+    if inplace:
+        _row_exp_shifted_inplace(grad, i, m)
+    else:
+        _row_exp_shifted(logits, i, m, grad, i)
+    return _row_sum_f64(grad, i)
+
+
+@jit()
 def _row_scale(E, i, scale):
     """E[i] *= scale (in E's dtype)."""
     s = E.dtype.type(scale)
@@ -222,15 +237,7 @@ def _ce_index_block(start, stop, logits, target, weight, has_weight, weight_sum,
                 smooth_sum = _row_weighted_shifted_sum(logits, i, m, weight)
             else:
                 smooth_sum = _row_shifted_sum(logits, i, m)
-        if not write_grad:
-            _row_exp_shifted(logits, i, m, scratch, 0)
-            S = _row_sum_f64(scratch, 0)
-        elif inplace:
-            _row_exp_shifted_inplace(grad, i, m)
-            S = _row_sum_f64(grad, i)
-        else:
-            _row_exp_shifted(logits, i, m, grad, i)
-            S = _row_sum_f64(grad, i)
+        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace, scratch)
         lse = math.log(S)
         loss = keep * w_y * (lse - (x_y - np.float64(m)))
         if eps != 0.0:
@@ -269,15 +276,7 @@ def _ce_prob_block(start, stop, logits, target, weight, eps,
     for i in range(start, stop):
         m = _row_max(logits, i)
         total, dot = _row_target_sums(logits, i, m, target, weight, keep, spread)
-        if not write_grad:
-            _row_exp_shifted(logits, i, m, scratch, 0)
-            S = _row_sum_f64(scratch, 0)
-        elif inplace:
-            _row_exp_shifted_inplace(grad, i, m)
-            S = _row_sum_f64(grad, i)
-        else:
-            _row_exp_shifted(logits, i, m, grad, i)
-            S = _row_sum_f64(grad, i)
+        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace, scratch)
         lse = math.log(S)
         row_loss[i] = lse * total - dot
         if write_grad:
@@ -449,11 +448,9 @@ def _same_memory(a, b):
 def _softmax_any_axis(x, axis, log):
     moved = np.moveaxis(x, axis, -1)
     y = np.empty(moved.shape, dtype=x.dtype)
-    if y.size:
-        C = moved.shape[-1]
-        rows = _contiguous(moved).reshape(-1, C)
-        kernel = _softmax_parallel if use_parallel(rows.size) else _softmax_serial
-        kernel(rows, y.reshape(rows.shape), log)
+    rows = _contiguous(moved).reshape(-1, moved.shape[-1])
+    kernel = _softmax_parallel if use_parallel(rows.size) else _softmax_serial
+    kernel(rows, y.reshape(rows.shape), log)
     return np.moveaxis(y, -1, axis)
 
 
@@ -492,10 +489,6 @@ def _run(logits, target, weight, ignore_index, reduction, label_smoothing,
             grad_rows = _contiguous(grad_loss.astype(np.float64, copy=False))
         elif grad_loss is not None:
             grad_scalar = float(grad_loss)
-    if C == 0:
-        # No classes: every index target is ignored; nothing to compute.
-        row_loss[:] = 0.0
-        return row_loss, (np.nan if code == _MEAN else 0.0)
     parallel = use_parallel(N * C)
     if target.ndim == 1:
         has_weight = weight is not None

@@ -52,11 +52,18 @@ def _known():
     return _modules
 
 
-def _check_name(name):
+def _check_name(name, argument="backend"):
     known = _known()
     if name != "auto" and name not in known:
-        raise ValueError(f"backend: expected one of 'auto', "
+        raise ValueError(f"{argument}: expected one of 'auto', "
                          f"{', '.join(map(repr, known))}, got {name!r}")
+    return name
+
+
+def _usable_name(name):
+    """``name`` if it is "auto" or an available backend; else the error why not."""
+    if _check_name(name) != "auto":
+        module(name)
     return name
 
 
@@ -123,20 +130,14 @@ def current_default():
     global _default
     if _default is None:
         name = os.environ.get("FASTNN_BACKEND", "auto") or "auto"
-        if name != "auto" and name not in _known():
-            raise ValueError(f"FASTNN_BACKEND: expected one of 'auto', "
-                             f"{', '.join(map(repr, _known()))}, got {name!r}")
-        _default = name
+        _default = _check_name(name, "FASTNN_BACKEND")
     return _default
 
 
 def set_backend(name):
     """Make ``name`` (or ``"auto"``) the process-wide default backend."""
     global _default
-    _check_name(name)
-    if name != "auto":
-        module(name)
-    _default = name
+    _default = _usable_name(name)
 
 
 def get_backend():
@@ -147,10 +148,7 @@ def get_backend():
 @contextlib.contextmanager
 def use_backend(name):
     """Run the block with ``name`` as the backend (per thread and async task)."""
-    _check_name(name)
-    if name != "auto":
-        module(name)
-    token = _override.set(name)
+    token = _override.set(_usable_name(name))
     try:
         yield name
     finally:

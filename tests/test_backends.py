@@ -7,7 +7,8 @@
 - every backend module defines every kernel of ``fastnn._backends.KERNELS``
   with the NumPy reference's signature, and a fast backend's kernels are its
   own (not the reference's, and its package never imports the reference);
-- numba results are bitwise identical at 1 and 2 threads;
+- numba results are bitwise identical at 1 and 2 threads, and batch norm's
+  channel-at-a-time mode gives the bits of its pass-by-pass mode;
 - the choice of backend: ``backend=``, ``use_backend``, ``set_backend``,
   ``FASTNN_BACKEND`` (in a subprocess), ``"auto"``; unknown names are a
   ValueError listing the known ones, unavailable ones a RuntimeError with the
@@ -119,6 +120,32 @@ def test_numba_bitwise_across_thread_counts(op, dtype, restore_threads):
                            f"{sample.desc}: 1 thread vs 2 (BLAS products)")
         else:
             assert_bitwise_equal(results[0], results[1], f"{sample.desc}: 1 thread vs 2")
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 64, 64), (64, 8, 48, 48)], ids=str)
+def test_numba_batchnorm_channel_at_a_time_same_bits(shape, dtype, monkeypatch):
+    """Training batch norm run channel at a time gives the bits of pass by pass."""
+    if "numba" not in AVAILABLE_BACKENDS:
+        pytest.fail("numba backend unavailable (test_required_backend_is_available says why)")
+    import importlib
+    kernels = importlib.import_module("fastnn._backends.numba.batchnorm")
+    rng = np.random.default_rng(37)
+    x, dy = (rng.standard_normal(shape).astype(dtype) + 2.0 for _ in range(2))
+    weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
+
+    def run():
+        running = [np.zeros(shape[1], dtype), np.ones(shape[1], dtype)]
+        y, mean, invstd = kernels.batchnorm_forward(x, weight, bias, *running, True, 0.1,
+                                                    1e-5)
+        grads = kernels.batchnorm_backward(dy, x, weight, mean, invstd, True)
+        return (y, mean, invstd, *running, *grads)
+
+    assert kernels._by_channel(x, 1, kernels._FORWARD_MIN_CHANNEL_BYTES)
+    assert kernels._by_channel(x, 2)
+    by_channel = run()
+    monkeypatch.setattr(kernels, "_CHANNEL_CACHE_BYTES", 0)
+    assert not kernels._by_channel(x, 1)
+    assert_bitwise_equal(by_channel, run(), "channel at a time vs pass by pass")
 
 
 # ------------------------------------------------------------- choosing

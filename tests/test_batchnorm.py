@@ -138,3 +138,45 @@ def test_float32_close_to_float64(backend, shape):
 
     single, double = run(np.float32), run(np.float64)
     assert_outputs(single, tuple(a.astype(np.float64) for a in double), np.float32)
+
+
+# Shapes that reach every way the fast backends split the work: rows of
+# channels in several row blocks and column chunks; channel planes in
+# several row blocks, planes longer than a tile, and channels run one at a
+# time (with one and with several row blocks per channel).  The tile sizes
+# are those of fastnn/_backends/numba/batchnorm.py; every backend runs them.
+WORK_SPLITS = {
+    "rows-row-blocks": (1024, 300),
+    "rows-column-chunks": (200, 1500),
+    "planes-row-blocks": (40, 3, 64, 64),
+    "planes-chunked": (2, 2, 300, 300),
+    "planes-by-channel": (8, 8, 64, 64),
+    "planes-by-channel-row-blocks": (64, 8, 48, 48),
+}
+
+
+@pytest.mark.parametrize("shape", WORK_SPLITS.values(), ids=WORK_SPLITS.keys())
+def test_every_work_split(backend, dtype, shape):
+    """Forward (with running statistics) and backward against the float64 oracle."""
+    rng = np.random.default_rng(36)
+    c = shape[1]
+    channel = (1, c) + (1,) * (len(shape) - 2)
+    x = (rng.uniform(-3, 3, c).reshape(channel)
+         + rng.uniform(0.5, 3, c).reshape(channel) * rng.standard_normal(shape))
+    weight, bias, running_mean = (rng.standard_normal(c) for _ in range(3))
+    running_var = rng.uniform(0.5, 2, c)
+    dy = rng.standard_normal(shape)
+    cast = [a.astype(dtype) for a in (x, weight, bias, running_mean, running_var, dy)]
+    x, weight, bias, running_mean, running_var, dy = cast
+    expected_mean, expected_var = running_mean.copy(), running_var.copy()
+
+    y, mean, invstd = fastnn.batchnorm_forward(x, weight, bias, running_mean, running_var,
+                                               backend=backend)
+    expected = oracle.batchnorm_forward(x, weight, bias, expected_mean, expected_var)
+    assert_outputs((y, mean, invstd), expected, dtype, "forward")
+    assert_close(running_mean, expected_mean, tolerance(dtype), "running_mean")
+    assert_close(running_var, expected_var, tolerance(dtype), "running_var")
+
+    grads = fastnn.batchnorm_backward(dy, x, weight, mean, invstd, backend=backend)
+    assert_outputs(grads, oracle.batchnorm_backward(dy, x, weight, mean, invstd), dtype,
+                   "backward")

@@ -33,7 +33,7 @@ def _batchnorm_input(x):
 
 
 def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=None,
-                      *, training=True, momentum=0.1, eps=1e-5, backend=None):
+                      *, training=True, momentum=0.1, eps=1e-5, out=None, backend=None):
     """Batch normalization over axis 1 (``torch.nn.functional.batch_norm``).
 
     ``x`` is ``(N, C)`` or ``(N, C, *spatial)``; each channel ``c`` is
@@ -53,7 +53,10 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
 
     Returns ``(y, mean, invstd)``: ``mean`` and ``invstd = 1/sqrt(var + eps)``
     are what ``batchnorm_backward`` needs (in evaluation, those of the
-    running statistics).
+    running statistics).  ``out`` is an optional array of x's shape and
+    dtype, sharing no memory with the other arguments, that receives ``y``
+    (and is returned as it): reusing one saves a large fresh output's page
+    faults on every call.
     """
     x = _batchnorm_input(x)
     C = x.shape[1]
@@ -78,18 +81,23 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
             if stat is None:
                 raise ValueError(f"{name}: expected a ({C},) array when "
                                  f"training=False, got None")
+    if out is not None:
+        v.output_array(out, x.shape, dtype, x=x, weight=weight, bias=bias,
+                       running_mean=running_mean, running_var=running_var)
     return _registry.kernel("batchnorm_forward", backend)(
-        x, weight, bias, running_mean, running_var, training, momentum, eps)
+        x, weight, bias, running_mean, running_var, training, momentum, eps, out)
 
 
-def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, backend=None):
+def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, out=None,
+                       backend=None):
     """Gradients of ``batchnorm_forward``: ``(dx, dweight, dbias)``.
 
     ``dy`` and ``x`` have the forward input's shape; ``weight`` (gamma) is
     the forward's or None; ``mean`` and ``invstd`` are what the forward
     returned.  In training the gradient flows through the batch statistics;
     in evaluation (``training=False``) through a fixed affine map.
-    ``dweight`` and ``dbias`` are None when ``weight`` is None.
+    ``dweight`` and ``dbias`` are None when ``weight`` is None.  ``out``
+    receives ``dx`` as ``batchnorm_forward``'s ``out`` receives ``y``.
     """
     x = _batchnorm_input(x)
     C = x.shape[1]
@@ -102,8 +110,11 @@ def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, backend=No
     invstd = v.float_array("invstd", invstd, dtype)
     v.check_shape("invstd", invstd, (C,))
     training = v.flag("training", training)
+    if out is not None:
+        v.output_array(out, x.shape, dtype, dy=dy, x=x, weight=weight, mean=mean,
+                       invstd=invstd)
     return _registry.kernel("batchnorm_backward", backend)(
-        dy, x, weight, mean, invstd, training)
+        dy, x, weight, mean, invstd, training, out)
 
 
 # ----------------------------------------------------------------------------

@@ -63,6 +63,18 @@ def check_not_empty(name, array):
         raise ValueError(f"{name}: expected a non-empty array, got shape {array.shape}")
 
 
+def output_array(out, shape, dtype, **inputs):
+    """``out``, an array the kernel writes its result into: a writeable
+    ndarray of ``shape`` and ``dtype`` sharing no memory with any of the
+    named ``inputs`` (None entries are skipped)."""
+    writable_array("out", out, dtype, shape)
+    for name, array in inputs.items():
+        if array is not None and np.may_share_memory(out, array):
+            raise ValueError(f"out: expected an array sharing no memory with the "
+                             f"inputs, got one that overlaps {name}")
+    return out
+
+
 def check_out(out, logits, target):
     """``out`` may be ``logits`` itself, but must not partly overlap it or ``target``."""
     for other_name, other in (("logits", logits), ("target", target)):

@@ -54,6 +54,7 @@ class OpInfo:
     # float64 kwargs -> the size of the terms each output sums (None: max |output|);
     # where terms cancel, rounding errors are relative to them, not to the result.
     term_scales: Callable = field(default=lambda kwargs: None)
+    out_index: int = 0              # the result's element that ``out=`` receives
 
     @property
     def function(self):
@@ -67,13 +68,19 @@ class OpInfo:
         return self.make_samples(np.dtype(dtype))
 
     def scales(self, kwargs):
-        return self.term_scales(float64_kwargs(kwargs))
+        return self.term_scales(_oracle_kwargs(kwargs))
 
     def call_reference(self, kwargs):
         """The oracle on float64 copies; returns (result, the copies it was given)."""
-        ref_kwargs = float64_kwargs(kwargs)
-        ref_kwargs.pop("out", None)
+        ref_kwargs = _oracle_kwargs(kwargs)
         return self.reference(**ref_kwargs), ref_kwargs
+
+
+def _oracle_kwargs(kwargs):
+    """float64 copies of a call's arguments, less ``out`` (the oracle has none)."""
+    ref_kwargs = float64_kwargs(kwargs)
+    ref_kwargs.pop("out", None)
+    return ref_kwargs
 
 
 class _Maker:
@@ -146,7 +153,34 @@ def batchnorm_forward_samples(dtype):
     add("large-NC", (256, 160), large=True)
     add("large-NCHW", (8, 16, 18, 18), large=True)
     add("large-eval-NCHW", (8, 16, 18, 18), training=False, large=True)
+    return _with_out(samples, "x")
+
+
+def _with_out(samples, like):
+    """The samples plus copies of a few (one large) that pass a preallocated
+    ``out`` of the shape of argument ``like``, filled with nan."""
+    for sample in list(samples[:3]) + [s for s in samples if s.large][:1]:
+        kwargs = dict(sample.kwargs, out=np.full_like(sample.kwargs[like], np.nan))
+        samples.append(Sample(sample.desc + "-out", kwargs, sample.large))
     return samples
+
+
+def _out_errors(base, like):
+    """Bad ``out`` arrays for a kernel whose output has the shape of ``like``."""
+    shape, dtype = base[like].shape, base[like].dtype
+    readonly = np.zeros(shape, dtype)
+    readonly.flags.writeable = False
+    overlapping = base[like].copy()
+    wider = (shape[0], shape[1] + 1) + shape[2:]
+    return [
+        _bad(base, "out-shape", ValueError, "out", out=np.zeros(wider, dtype)),
+        _bad(base, "out-float64", TypeError, "out", out=np.zeros(shape)),
+        _bad(base, "out-int", TypeError, "out", out=np.zeros(shape, np.int32)),
+        _bad(base, "out-list", TypeError, "out", out=np.zeros(shape, dtype).tolist()),
+        _bad(base, "out-readonly", ValueError, "out", out=readonly),
+        _bad(base, f"out-is-{like}", ValueError, "out", **{like: overlapping},
+             out=overlapping),
+    ]
 
 
 def batchnorm_forward_errors():
@@ -177,11 +211,16 @@ def batchnorm_forward_errors():
              training=False, running_var=None),
         _bad(base, "training-one-value-per-channel-NC", ValueError, "x", x=m.normal(1, 3)),
         _bad(base, "training-one-value-per-channel-NCHW", ValueError, "x", x=m.normal(1, 3, 1, 1)),
-    ]
+    ] + _out_errors(base, "x")
 
 
 def _bn_running_stats(kwargs):
-    return ("running_mean", "running_var") if kwargs.get("training", True) else ()
+    stats = ("running_mean", "running_var") if kwargs.get("training", True) else ()
+    return stats + _out(kwargs)
+
+
+def _out(kwargs):
+    return ("out",) if kwargs.get("out") is not None else ()
 
 
 def batchnorm_backward_samples(dtype):
@@ -213,7 +252,7 @@ def batchnorm_backward_samples(dtype):
     add("large-NC", (256, 160), large=True)
     add("large-NCHW", (8, 16, 18, 18), large=True)
     add("large-eval-NCHW", (8, 16, 18, 18), training=False, large=True)
-    return samples
+    return _with_out(samples, "dy")
 
 
 def batchnorm_backward_errors():
@@ -233,7 +272,7 @@ def batchnorm_backward_errors():
         _bad(base, "mean-float64", TypeError, "mean", mean=np.zeros(3)),
         _bad(base, "invstd-int", TypeError, "invstd", invstd=np.ones(3, np.int64)),
         _bad(base, "weight-float64", TypeError, "weight", weight=np.ones(3)),
-    ]
+    ] + _out_errors(base, "dy")
 
 
 def batchnorm_forward_scales(kw):
@@ -488,10 +527,6 @@ def log_softmax_scales(kw):
             + np.abs(result[np.isfinite(result)]).max(initial=0.0))
 
 
-def _ce_mutable(kwargs):
-    return ("out",) if kwargs.get("out") is not None else ()
-
-
 # -------------------------------------------------------------------- linear
 
 def _linear_cases(dtype, seed):
@@ -587,7 +622,7 @@ OPS = [
     OpInfo("batchnorm_forward", batchnorm_forward_samples, batchnorm_forward_errors,
            _bn_running_stats, batchnorm_forward_scales),
     OpInfo("batchnorm_backward", batchnorm_backward_samples, batchnorm_backward_errors,
-           term_scales=batchnorm_backward_scales),
+           _out, batchnorm_backward_scales),
     OpInfo("softmax", softmax_samples, softmax_errors),
     OpInfo("log_softmax", softmax_samples, softmax_errors, term_scales=log_softmax_scales),
     OpInfo("softmax_cross_entropy", softmax_cross_entropy_samples,
@@ -596,7 +631,7 @@ OPS = [
            softmax_cross_entropy_backward_errors,
            term_scales=lambda kw: _ce_term_scales(kw)[1]),
     OpInfo("softmax_cross_entropy_with_grad", softmax_cross_entropy_with_grad_samples,
-           softmax_cross_entropy_with_grad_errors, _ce_mutable, _ce_term_scales),
+           softmax_cross_entropy_with_grad_errors, _out, _ce_term_scales, out_index=1),
     OpInfo("linear_forward", linear_forward_samples, linear_forward_errors,
            term_scales=linear_forward_scales),
     OpInfo("linear_backward", linear_backward_samples, linear_backward_errors,

@@ -136,8 +136,8 @@ def test_numba_batchnorm_channel_at_a_time_same_bits(shape, dtype, monkeypatch):
     def run():
         running = [np.zeros(shape[1], dtype), np.ones(shape[1], dtype)]
         y, mean, invstd = kernels.batchnorm_forward(x, weight, bias, *running, True, 0.1,
-                                                    1e-5)
-        grads = kernels.batchnorm_backward(dy, x, weight, mean, invstd, True)
+                                                    1e-5, None)
+        grads = kernels.batchnorm_backward(dy, x, weight, mean, invstd, True, None)
         return (y, mean, invstd, *running, *grads)
 
     assert kernels._by_channel(x, 1, kernels._FORWARD_MIN_CHANNEL_BYTES)

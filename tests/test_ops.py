@@ -67,7 +67,7 @@ def test_matches_oracle(op, index, backend, dtype):
     sample = op.samples(dtype)[index]
     got = check_call(op, sample.kwargs, backend, dtype)
     if sample.kwargs.get("out") is not None:
-        assert got[1] is sample.kwargs["out"], "with out=, the gradient returned is out itself"
+        assert got[op.out_index] is sample.kwargs["out"], "with out=, the result is out itself"
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -88,7 +88,7 @@ def test_memory_layouts(op, layout, backend, dtype):
         except AssertionError as failure:
             raise AssertionError(f"sample {sample.desc}, {layout}: {failure}") from None
         if kwargs.get("out") is not None:
-            assert got[1] is kwargs["out"]
+            assert got[op.out_index] is kwargs["out"]
         assert_outputs(got, contiguous, dtype, f"{sample.desc}, {layout} vs contiguous",
                        scale=op.scales(kwargs))
 
@@ -138,8 +138,8 @@ def test_unknown_backend_name(op):
 # options and defaults are a contract (tests above call with these names).
 PUBLIC_SIGNATURES = {
     "batchnorm_forward": "(x, weight=None, bias=None, running_mean=None, running_var=None, *, "
-                         "training=True, momentum=0.1, eps=1e-05, backend=None)",
-    "batchnorm_backward": "(dy, x, weight, mean, invstd, *, training=True, backend=None)",
+                         "training=True, momentum=0.1, eps=1e-05, out=None, backend=None)",
+    "batchnorm_backward": "(dy, x, weight, mean, invstd, *, training=True, out=None, backend=None)",
     "softmax": "(x, axis=-1, *, backend=None)",
     "log_softmax": "(x, axis=-1, *, backend=None)",
     "softmax_cross_entropy": "(logits, target, *, weight=None, ignore_index=-100, "

@@ -30,9 +30,10 @@ kernel                          signature (arguments after validation)
 ==============================  ==================================================
 batchnorm_forward               (x[N,C,*sp], weight[C]|None, bias[C]|None,
                                 running_mean[C]|None, running_var[C]|None,
-                                training, momentum, eps) -> (y, mean[C], invstd[C])
-batchnorm_backward              (dy, x, weight|None, mean[C], invstd[C], training)
-                                -> (dx, dweight|None, dbias|None)
+                                training, momentum, eps, out|None)
+                                -> (y, mean[C], invstd[C])
+batchnorm_backward              (dy, x, weight|None, mean[C], invstd[C], training,
+                                out|None) -> (dx, dweight|None, dbias|None)
 softmax                         (x, axis) -> y
 log_softmax                     (x, axis) -> y
 softmax_cross_entropy           (logits[N,C], target, weight[C]|None, ignore_index,

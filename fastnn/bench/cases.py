@@ -26,8 +26,9 @@ layers are compute-bound: forward is 2 N K M flops (one product), backward
 work is not counted, so their cost shows as lost GFLOP/s.
 
 A kernel may declare ``variants``: other ways to call fastnn, each timed as
-its own row (``"out"``: the fused cross-entropy writing its gradient into a
-reused buffer, which spares the page faults of a fresh large output).
+its own row (``"out"``: batch norm writing y or dx, the fused cross-entropy
+its gradient, into a reused buffer, which spares the page faults of a fresh
+large output).
 
 Size names: ``tiny``, ``small``, ``medium``, ``large`` (and ``-nchw`` for
 batch norm over images).  ``tiny`` sizes measure the fixed cost of a whole
@@ -159,7 +160,13 @@ def _bn_common_inputs(shape, dtype, rng):
         "x": _normal(rng, shape, dtype, 2.0, 0.5),
         "weight": _normal(rng, (C,), dtype, 0.1, 1.0),
         "bias": _normal(rng, (C,), dtype, 0.1),
+        "out": np.empty(shape, dtype),      # for the "out" variant only
     }
+
+
+def _out(inp, variant):
+    """The reused output buffer of the "out" variant, else None (a fresh output)."""
+    return inp["out"] if variant == "out" else None
 
 
 def _elements(shape):
@@ -172,7 +179,8 @@ class BatchNormForwardTrain(Kernel):
     title = "batch norm forward, training (batch statistics + running-stat update)"
     sizes = BATCHNORM_SIZES
     quick = ("tiny", "medium", "large", "medium-nchw")
-    mutable = ("running_mean", "running_var")
+    variants = ("out",)
+    mutable = ("running_mean", "running_var", "out")
     bytes_formula = "3 E b"
 
     def make_inputs(self, shape, dtype, rng):
@@ -188,8 +196,10 @@ class BatchNormForwardTrain(Kernel):
     def fastnn(self, inp, backend, variant=None):
         import fastnn
         x, w, b, rm, rv = (inp[k] for k in ("x", "weight", "bias", "running_mean", "running_var"))
+        out = _out(inp, variant)
         return lambda: fastnn.batchnorm_forward(x, w, b, rm, rv, training=True,
-                                                momentum=MOMENTUM, eps=EPS, backend=backend)
+                                                momentum=MOMENTUM, eps=EPS, out=out,
+                                                backend=backend)
 
     def torch(self, torch, inp):
         F = torch.nn.functional
@@ -216,6 +226,8 @@ class BatchNormForwardEval(Kernel):
     title = "batch norm forward, evaluation (running statistics)"
     sizes = BATCHNORM_SIZES
     quick = ("tiny", "large")
+    variants = ("out",)
+    mutable = ("out",)
     bytes_formula = "2 E b"
 
     def make_inputs(self, shape, dtype, rng):
@@ -231,8 +243,9 @@ class BatchNormForwardEval(Kernel):
     def fastnn(self, inp, backend, variant=None):
         import fastnn
         x, w, b, rm, rv = (inp[k] for k in ("x", "weight", "bias", "running_mean", "running_var"))
+        out = _out(inp, variant)
         return lambda: fastnn.batchnorm_forward(x, w, b, rm, rv, training=False,
-                                                eps=EPS, backend=backend)
+                                                eps=EPS, out=out, backend=backend)
 
     def torch(self, torch, inp):
         F = torch.nn.functional
@@ -257,6 +270,8 @@ class BatchNormBackward(Kernel):
     title = "batch norm backward, training (through the batch statistics)"
     sizes = BATCHNORM_SIZES
     quick = ("tiny", "medium", "large", "medium-nchw")
+    variants = ("out",)
+    mutable = ("out",)
     bytes_formula = "5 E b"
 
     def make_inputs(self, shape, dtype, rng):
@@ -275,8 +290,9 @@ class BatchNormBackward(Kernel):
     def fastnn(self, inp, backend, variant=None):
         import fastnn
         dy, x, w, mean, invstd = (inp[k] for k in ("dy", "x", "weight", "mean", "invstd"))
+        out = _out(inp, variant)
         return lambda: fastnn.batchnorm_backward(dy, x, w, mean, invstd, training=True,
-                                                 backend=backend)
+                                                 out=out, backend=backend)
 
     def torch(self, torch, inp):
         # Autograd through F.batch_norm: the forward graph is built once

@@ -14,8 +14,9 @@ How to read a kernel table (one per kernel, dtype and thread count):
   ``?`` for PyTorch, whose allocator it cannot see).
 - ``gemm-only`` rows (Linear): NumPy's bare matrix products, the floor a
   fused Linear layer aims at; not a contender.
-- ``fastnn[NAME]+out`` rows (fused cross-entropy): the gradient written into
-  a reused ``out=`` buffer instead of a fresh array.
+- ``fastnn[NAME]+out`` rows (batch norm, fused cross-entropy): the output (y,
+  dx or the gradient) written into a reused ``out=`` buffer instead of a
+  fresh array.
 """
 
 from . import contenders as contenders_mod

@@ -775,12 +775,30 @@ def _writable(a):
     return a if a.flags.writeable else a.copy()
 
 
-def batchnorm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+def _output_rows(out, N, L, dtype):
+    """The (N, L) C-contiguous array the kernel writes: a view of the caller's
+    ``out`` when it is C-contiguous, else a new array (copied into out after)."""
+    if out is not None and out.flags.c_contiguous:
+        return out.reshape(N, L)
+    return np.empty((N, L), dtype)
+
+
+def _result(rows, out, shape):
+    """The kernel's (N, L) output as the caller gets it: ``out`` or a new array."""
+    if out is None:
+        return rows if len(shape) == 2 else rows.reshape(shape)
+    if not np.may_share_memory(rows, out):
+        out[...] = rows.reshape(shape)
+    return out
+
+
+def batchnorm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                      out):
     N, C = x.shape[0], x.shape[1]
     L = x.size // N
     x2 = _as_rows(x, N, L)
     absent = _ABSENT[x.dtype]
-    y2 = np.empty((N, L), x.dtype)
+    y2 = _output_rows(out, N, L, x.dtype)
     mean = np.empty(C, x.dtype)
     invstd = np.empty(C, x.dtype)
     if training:
@@ -793,15 +811,15 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training, mome
     kernel(x2, C, absent if weight is None else weight, absent if bias is None else bias,
            running_mean, running_var, bool(training), float(momentum), float(eps),
            _by_channel(x, 1, _FORWARD_MIN_CHANNEL_BYTES), y2, mean, invstd)
-    return (y2 if x.ndim == 2 else y2.reshape(x.shape)), mean, invstd
+    return _result(y2, out, x.shape), mean, invstd
 
 
-def batchnorm_backward(dy, x, weight, mean, invstd, training):
+def batchnorm_backward(dy, x, weight, mean, invstd, training, out):
     N, C = x.shape[0], x.shape[1]
     L = x.size // N
     x2 = _as_rows(x, N, L)
     dy2 = _as_rows(dy, N, L)
-    dx2 = np.empty((N, L), x.dtype)
+    dx2 = _output_rows(out, N, L, x.dtype)
     if weight is None:
         dweight = dbias = weight = _ABSENT[x.dtype]
     else:
@@ -810,7 +828,7 @@ def batchnorm_backward(dy, x, weight, mean, invstd, training):
     kernel = _backward_parallel if _parallel(x.size) else _backward_serial
     kernel(dy2, x2, C, weight, mean, invstd, bool(training), _by_channel(x, 2), dx2,
            dweight, dbias)
-    dx = dx2 if x.ndim == 2 else dx2.reshape(x.shape)
+    dx = _result(dx2, out, x.shape)
     if dweight.size == 0:
         return dx, None, None
     return dx, dweight, dbias

@@ -48,8 +48,16 @@ def _acc_dtype(dtype):
     return np.float64 if dtype == np.float32 else dtype
 
 
+def _into(out, result, dtype):
+    """result rounded to dtype: written into the caller's ``out``, or a new array."""
+    if out is None:
+        return result.astype(dtype, copy=False)
+    out[...] = result
+    return out
+
+
 def batchnorm_forward(x, weight, bias, running_mean, running_var,
-                      training, momentum, eps):
+                      training, momentum, eps, out):
     C = x.shape[1]
     x3 = _channel_view(x, C)
     acc = _acc_dtype(x.dtype)
@@ -76,11 +84,10 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var,
     y = (x3 - _per_channel(mean)) * _per_channel(scale)
     if bias is not None:
         y += _per_channel(bias)
-    return (y.astype(x.dtype, copy=False).reshape(x.shape),
-            mean.astype(x.dtype), invstd.astype(x.dtype))
+    return (_into(out, y.reshape(x.shape), x.dtype), mean.astype(x.dtype), invstd.astype(x.dtype))
 
 
-def batchnorm_backward(dy, x, weight, mean, invstd, training):
+def batchnorm_backward(dy, x, weight, mean, invstd, training, out):
     C = x.shape[1]
     x3, dy3 = _channel_view(x, C), _channel_view(dy, C)
     acc = _acc_dtype(x.dtype)
@@ -95,7 +102,7 @@ def batchnorm_backward(dy, x, weight, mean, invstd, training):
                                     - xhat * _per_channel(dweight / n).astype(x.dtype))
     else:
         dx = _per_channel(scale) * dy3
-    dx = dx.astype(x.dtype, copy=False).reshape(x.shape)
+    dx = _into(out, dx.reshape(x.shape), x.dtype)
     if weight is None:
         return dx, None, None
     return dx, dweight.astype(x.dtype), dbias.astype(x.dtype)

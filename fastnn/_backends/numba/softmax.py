@@ -10,8 +10,8 @@ row goes through the same row code.
 Per row, while the row is in cache (so each row is read from memory once):
 
     pass 1  m = max_c x[c]                       (reads the row)
-    pass 2  e_c = exp(x[c] - m), S = sum_c e_c   (e goes to the gradient row,
-            lse = log S                           or to a per-block scratch row)
+    pass 2  e_c = exp(x[c] - m), S = sum_c e_c   (e goes to the gradient row;
+            lse = log S                           loss only: e is summed, not kept)
     loss = (1-eps) w[y] (lse - (x[y] - m)) + eps/C sum_c w[c] (lse - (x[c] - m))
     pass 3  grad_c = g (A e_c / S - eps/C w[c] - (1-eps) w[y] [c == y]),
             A = (1-eps) w[y] + eps/C sum_c w[c]  (in place over e)
@@ -29,12 +29,13 @@ numbers near 1.
 What forward saves: nothing.  The backward recomputes m and S from the
 logits, which costs the same one read as loading a saved softmax would, and
 ``softmax_cross_entropy_with_grad`` gives both in one sweep.  The loss-only
-call writes no N x C array (one scratch row per block of rows).
+call writes no N x C array, nor any row.
 
 Numerics: exp only sees x - m <= 0, so ``vexp_nonpositive`` (_vexp.py, a
 branch-free exp that LLVM vectorizes) applies; -inf logits give e = 0
 exactly; any finite logits (+-1e30) are safe.  S, the smoothing and target
-sums and the per-row losses are float64 for both dtypes; per-row losses are
+sums and the per-row losses are float64 for both dtypes (the loss-only S
+adds runs of 256 terms in the logits' dtype first); per-row losses are
 added in row order after the rows are done, so the loss is bitwise the same
 for any thread count (the serial and parallel variants run the same row code).
 
@@ -60,9 +61,10 @@ from ._jit import jit, use_parallel
 from ._vexp import maximum, vexp_nonpositive
 
 # Rows are handed to threads in blocks of about this many elements; the
-# block size depends on C only (never on the thread count), and each block
-# owns one scratch row for the forward-only exp values.
+# block size depends on C only (never on the thread count).
 _BLOCK_ELEMENTS = 1 << 15
+# Terms of a row's exp sum added in the row's dtype before going to float64.
+_EXP_RUN = 256
 
 
 # --- row helpers ---------------------------------------------------------------
@@ -154,14 +156,34 @@ def _row_exp_shifted_inplace(E, i, m):
         E[i, j] = vexp_nonpositive(E[i, j] - m)
 
 
+@jit(fastmath={"reassoc"})
+def _row_exp_total(X, i, m):
+    """sum_c exp(X[i, c] - m), nothing stored: runs of _EXP_RUN terms summed
+    in X's dtype (full-width vectors), their totals in float64.
+
+    A run of float32 terms in [0, 1] summed over the vector lanes rounds at
+    most about (_EXP_RUN / 32) * 6e-8 relative: far below the loss's
+    tolerance, and one loop instead of an exp pass and a float64 sum pass
+    (loss-only 2048 x 32000 float32: 73 -> 53 ms on one thread).
+    """
+    C = X.shape[1]
+    total = 0.0
+    zero = X.dtype.type(0)
+    for j0 in range(0, C, _EXP_RUN):
+        run = zero
+        for j in range(j0, min(C, j0 + _EXP_RUN)):
+            run += vexp_nonpositive(X[i, j] - m)
+        total += run
+    return total
+
+
 @jit()
-def _row_exp_sum(logits, i, m, grad, write_grad, inplace, scratch):
+def _row_exp_sum(logits, i, m, grad, write_grad, inplace):
     """S = sum_c exp(logits[i, c] - m) in float64, the exp values kept where
-    the gradient needs them: grad[i] (over the logits when ``inplace``), or
-    the scratch row when no gradient is written."""
+    the gradient needs them: grad[i] (over the logits when ``inplace``);
+    none kept when no gradient is written."""
     if not write_grad:
-        _row_exp_shifted(logits, i, m, scratch, 0)
-        return _row_sum_f64(scratch, 0)
+        return _row_exp_total(logits, i, m)
     if inplace:
         _row_exp_shifted_inplace(grad, i, m)
     else:
@@ -217,7 +239,6 @@ def _ce_index_block(start, stop, logits, target, weight, has_weight, weight_sum,
     read before its gradient row is written.
     """
     C = logits.shape[1]
-    scratch = np.empty((1, 0 if write_grad else C), dtype=logits.dtype)
     keep = 1.0 - eps
     spread = eps / C
     for i in range(start, stop):
@@ -237,7 +258,7 @@ def _ce_index_block(start, stop, logits, target, weight, has_weight, weight_sum,
                 smooth_sum = _row_weighted_shifted_sum(logits, i, m, weight)
             else:
                 smooth_sum = _row_shifted_sum(logits, i, m)
-        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace, scratch)
+        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace)
         lse = math.log(S)
         loss = keep * w_y * (lse - (x_y - np.float64(m)))
         if eps != 0.0:
@@ -270,13 +291,12 @@ def _ce_prob_block(start, stop, logits, target, weight, eps,
     is exact, and one loop per helper keeps them free of branches.
     """
     C = logits.shape[1]
-    scratch = np.empty((1, 0 if write_grad else C), dtype=logits.dtype)
     keep = 1.0 - eps
     spread = eps / C
     for i in range(start, stop):
         m = _row_max(logits, i)
         total, dot = _row_target_sums(logits, i, m, target, weight, keep, spread)
-        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace, scratch)
+        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace)
         lse = math.log(S)
         row_loss[i] = lse * total - dot
         if write_grad:

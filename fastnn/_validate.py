@@ -13,11 +13,14 @@ import operator
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INT64 = np.dtype(np.int64)
 
 
 def float_array(name, value, dtype=None):
     """``value`` as a float32/float64 ndarray; with ``dtype``, that one exactly."""
     array = value if type(value) is np.ndarray else np.asarray(value)
+    if dtype is not None and array.dtype is dtype:
+        return array            # the common case, decided without comparisons
     if array.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 array, "
                         f"got dtype {array.dtype}")
@@ -113,6 +116,8 @@ def real(name, value, low=None, high=None):
 
 
 def integer(name, value):
+    if type(value) is int:
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an integer, got {value!r}")
     try:
@@ -143,7 +148,7 @@ def class_target(target, logits, ignore_index):
     kind = array.dtype.kind
     if kind in "iu" and array.ndim == 1:
         check_shape("target", array, (N,))
-        index = array.astype(np.int64, copy=False)
+        index = array if array.dtype is _INT64 else array.astype(np.int64)
         if not _labels_in_range(index, C):
             outside = (index < 0) | (index >= C)
             bad = index[outside & (index != ignore_index)]

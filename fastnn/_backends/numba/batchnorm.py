@@ -757,10 +757,11 @@ def _as_rows(a, N, L):
 def _by_channel(x, arrays, min_bytes=0):
     """Run training channel at a time?  ``arrays`` arrays of a channel (x, or
     dy and x) must fit in the cache budget, and x's channel have min_bytes."""
-    N, C = x.shape[0], x.shape[1]
-    S = x.size // (N * C)
-    channel_bytes = N * S * x.itemsize
-    return (S >= _PLANE_MIN_S and C >= _MIN_CHANNELS and channel_bytes >= min_bytes
+    if x.ndim == 2 or x.shape[1] < _MIN_CHANNELS:
+        return False
+    channel_bytes = (x.size // x.shape[1]) * x.itemsize
+    return (channel_bytes >= x.shape[0] * _PLANE_MIN_S * x.itemsize
+            and channel_bytes >= min_bytes
             and arrays * channel_bytes <= _CHANNEL_CACHE_BYTES)
 
 
@@ -804,13 +805,15 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training, mome
     if training:
         running_mean = absent if running_mean is None else running_mean
         running_var = absent if running_var is None else running_var
+        by_channel = _by_channel(x, 1, _FORWARD_MIN_CHANNEL_BYTES)
     else:
         running_mean = _writable(running_mean)
         running_var = _writable(running_var)
+        by_channel = False
     kernel = _forward_parallel if _parallel(x.size) else _forward_serial
     kernel(x2, C, absent if weight is None else weight, absent if bias is None else bias,
            running_mean, running_var, bool(training), float(momentum), float(eps),
-           _by_channel(x, 1, _FORWARD_MIN_CHANNEL_BYTES), y2, mean, invstd)
+           by_channel, y2, mean, invstd)
     return _result(y2, out, x.shape), mean, invstd
 
 
@@ -826,8 +829,8 @@ def batchnorm_backward(dy, x, weight, mean, invstd, training, out):
         dweight = np.empty(C, x.dtype)
         dbias = np.empty(C, x.dtype)
     kernel = _backward_parallel if _parallel(x.size) else _backward_serial
-    kernel(dy2, x2, C, weight, mean, invstd, bool(training), _by_channel(x, 2), dx2,
-           dweight, dbias)
+    kernel(dy2, x2, C, weight, mean, invstd, bool(training),
+           bool(training) and _by_channel(x, 2), dx2, dweight, dbias)
     dx = _result(dx2, out, x.shape)
     if dweight.size == 0:
         return dx, None, None

@@ -399,6 +399,17 @@ def _ce_index_parallel(logits, target, weight, has_weight, ignore_index, eps, re
 
 
 @jit()
+def _ce_index_loss_serial(logits, target, ignore_index, reduction):
+    """The reduced loss of the plainest call (class indices, no weights, no
+    smoothing, no gradient) with four arguments instead of fourteen: Numba's
+    dispatch costs about 0.1 us per argument, a fifth of a tiny call."""
+    return _ce_index_serial(logits, target, np.empty(0, logits.dtype), False, ignore_index,
+                            0.0, reduction, 1.0, np.empty(0), False,
+                            np.empty((0, 0), logits.dtype), False, False,
+                            np.empty(logits.shape[0]))
+
+
+@jit()
 def _ce_prob_serial(logits, target, weight, eps, reduction, grad_loss, grad_rows,
                     use_grad_rows, grad, write_grad, inplace, row_loss):
     # Probability targets: the mean divides by N, whatever the weights.
@@ -536,6 +547,12 @@ def _loss_array(row_loss, total, reduction, dtype):
 def softmax_cross_entropy(logits, target, weight, ignore_index, reduction,
                           label_smoothing):
     """Cross-entropy of softmax(logits) and target; no N x C array is written."""
+    plain = (target.ndim == 1 and weight is None and label_smoothing == 0.0
+             and reduction != "none")
+    if plain and not use_parallel(logits.size):
+        total = _ce_index_loss_serial(_contiguous(logits), target, ignore_index,
+                                      _REDUCTION_CODES[reduction])
+        return np.array(total, dtype=logits.dtype)
     row_loss, total = _run(_contiguous(logits), target, weight, ignore_index,
                            reduction, label_smoothing, None, None, False)
     return _loss_array(row_loss, total, reduction, logits.dtype)

@@ -47,9 +47,7 @@ random points): at most 1.10 ulp for float64 and 1.06 ulp for float32, at
 most one unit of the smallest subnormal in the subnormal range; exactly 0
 for -inf, inf for +inf, NaN for NaN.
 
-Also exported for the kernels: ``fma(a, b, c)`` (``a*b + c`` rounded once,
-``llvm.fma``) and ``maximum(a, b)`` (``llvm.maximum``, NaN-propagating, whose
-running reduction LLVM vectorizes without fast-math flags).
+``fma`` comes from ``_intrinsics.py``, with the other LLVM building blocks.
 """
 
 import math
@@ -59,49 +57,11 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
+from ._intrinsics import fma
 from ._jit import jit
 
 
 # --- LLVM building blocks -------------------------------------------------
-
-@intrinsic
-def fma(typingctx, a, b, c):
-    """``a*b + c`` with one rounding, as the ``llvm.fma`` intrinsic."""
-    if not (isinstance(a, types.Float) and a == b == c):
-        return None
-
-    def codegen(context, builder, signature, args):
-        llty = args[0].type
-        suffix = "f64" if llty == ir.DoubleType() else "f32"
-        fnty = ir.FunctionType(llty, [llty, llty, llty])
-        fn = cgutils.get_or_insert_function(builder.module, fnty,
-                                            "llvm.fma." + suffix)
-        return builder.call(fn, args)
-
-    return a(a, b, c), codegen
-
-
-@intrinsic
-def maximum(typingctx, a, b):
-    """IEEE maximum (``llvm.maximum``): NaN if either is NaN, -0 < +0.
-
-    A running ``m = maximum(m, x[j])`` is exactly associative, so LLVM
-    vectorizes that reduction without fast-math flags; the usual
-    ``x if x > m else m`` stays a scalar chain unless ``nnan`` is allowed.
-    """
-    if not (isinstance(a, types.Float) and a == b):
-        return None
-
-    def codegen(context, builder, signature, args):
-        llty = args[0].type
-        suffix = "f64" if llty == ir.DoubleType() else "f32"
-        fnty = ir.FunctionType(llty, [llty, llty])
-        fn = cgutils.get_or_insert_function(builder.module, fnty,
-                                            "llvm.maximum." + suffix)
-        return builder.call(fn, args)
-
-    return a(a, b), codegen
-
 
 def _make_pow2_intrinsic(raise_f64, raise_f32):
     """An intrinsic giving 2**(k + raise) from ``shifted = k + 1.5*2**p``.

@@ -58,7 +58,8 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, use_parallel
-from ._vexp import maximum, vexp_nonpositive
+from ._intrinsics import maximum, prefetch
+from ._vexp import vexp_nonpositive
 
 # Rows are handed to threads in blocks of about this many elements; the
 # block size depends on C only (never on the thread count).
@@ -156,10 +157,26 @@ def _row_exp_shifted_inplace(E, i, m):
         E[i, j] = vexp_nonpositive(E[i, j] - m)
 
 
+@jit()
+def _prefetch_part(X, i, j0, j1):
+    """Prefetch X[i, j0:j1], one request per 64-byte cache line."""
+    for j in range(j0, j1, 64 // X.itemsize):
+        prefetch(X, i, j)
+
+
 @jit(fastmath={"reassoc"})
-def _row_exp_total(X, i, m):
+def _row_exp_total(X, i, m, ahead):
     """sum_c exp(X[i, c] - m), nothing stored: runs of _EXP_RUN terms summed
     in X's dtype (full-width vectors), their totals in float64.
+
+    Each run prefetches the same stretch of row ``ahead`` (the next row,
+    most often the same thread's next, as threads take consecutive blocks;
+    i itself for the last row): the exp is compute-bound on a row
+    already in cache, and without the prefetch memory would idle during it
+    and the core during the next row's first read (2048 x 32000 float32, 2
+    threads: 30 -> 24 ms).  Only here: where a gradient row is written too,
+    the prefetched row crowds the two rows out of L2 (with the prefetch, the
+    fused call at 2048 x 32000 went 41 -> 51 ms).
 
     A run of float32 terms in [0, 1] summed over the vector lanes rounds at
     most about (_EXP_RUN / 32) * 6e-8 relative: far below the loss's
@@ -170,20 +187,22 @@ def _row_exp_total(X, i, m):
     total = 0.0
     zero = X.dtype.type(0)
     for j0 in range(0, C, _EXP_RUN):
+        j1 = min(C, j0 + _EXP_RUN)
+        _prefetch_part(X, ahead, j0, j1)
         run = zero
-        for j in range(j0, min(C, j0 + _EXP_RUN)):
+        for j in range(j0, j1):
             run += vexp_nonpositive(X[i, j] - m)
         total += run
     return total
 
 
 @jit()
-def _row_exp_sum(logits, i, m, grad, write_grad, inplace):
+def _row_exp_sum(logits, i, m, grad, write_grad, inplace, ahead):
     """S = sum_c exp(logits[i, c] - m) in float64, the exp values kept where
     the gradient needs them: grad[i] (over the logits when ``inplace``);
-    none kept when no gradient is written."""
+    none kept when no gradient is written (row ``ahead`` is then prefetched)."""
     if not write_grad:
-        return _row_exp_total(logits, i, m)
+        return _row_exp_total(logits, i, m, ahead)
     if inplace:
         _row_exp_shifted_inplace(grad, i, m)
     else:
@@ -258,7 +277,7 @@ def _ce_index_block(start, stop, logits, target, weight, has_weight, weight_sum,
                 smooth_sum = _row_weighted_shifted_sum(logits, i, m, weight)
             else:
                 smooth_sum = _row_shifted_sum(logits, i, m)
-        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace)
+        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace, min(i + 1, logits.shape[0] - 1))
         lse = math.log(S)
         loss = keep * w_y * (lse - (x_y - np.float64(m)))
         if eps != 0.0:
@@ -296,7 +315,7 @@ def _ce_prob_block(start, stop, logits, target, weight, eps,
     for i in range(start, stop):
         m = _row_max(logits, i)
         total, dot = _row_target_sums(logits, i, m, target, weight, keep, spread)
-        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace)
+        S = _row_exp_sum(logits, i, m, grad, write_grad, inplace, min(i + 1, logits.shape[0] - 1))
         lse = math.log(S)
         row_loss[i] = lse * total - dot
         if write_grad:

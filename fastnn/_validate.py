@@ -71,8 +71,11 @@ def output_array(out, shape, dtype, **inputs):
     ndarray of ``shape`` and ``dtype`` sharing no memory with any of the
     named ``inputs`` (None entries are skipped)."""
     writable_array("out", out, dtype, shape)
+    out_owns = out.flags.owndata
     for name, array in inputs.items():
-        if array is not None and np.may_share_memory(out, array):
+        if array is None or (out_owns and array is not out and array.flags.owndata):
+            continue        # two arrays that each own their memory never overlap
+        if np.may_share_memory(out, array):
             raise ValueError(f"out: expected an array sharing no memory with the "
                              f"inputs, got one that overlaps {name}")
     return out

@@ -788,7 +788,7 @@ def _result(rows, out, shape):
     """The kernel's (N, L) output as the caller gets it: ``out`` or a new array."""
     if out is None:
         return rows if len(shape) == 2 else rows.reshape(shape)
-    if not np.may_share_memory(rows, out):
+    if not out.flags.c_contiguous:      # rows is then a new array (_output_rows)
         out[...] = rows.reshape(shape)
     return out
 

@@ -3,8 +3,8 @@
 - ``cache=True``: compiled machine code is kept on disk beside the sources
   (``__pycache__``), so a new process with a warm cache compiles nothing.
   Numba checks only the defining file's timestamp: after editing a helper in
-  another file (``_vexp.py``, ``_intrinsics.py``), delete ``__pycache__`` here, or the callers
-  keep the old helper inlined.
+  another file (``_vexp.py``, ``_intrinsics.py``), delete ``__pycache__``
+  here, or the callers keep the old helper inlined.
 - ``nogil=True``: kernels release the GIL, so callers may run them from
   several Python threads.  That holds with Numba's OpenMP or TBB threading
   layer; its fallback "workqueue" layer aborts on concurrent parallel calls.

@@ -54,7 +54,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba.core import cgutils, types
+from numba.core import types
 from numba.extending import intrinsic, overload
 
 from ._intrinsics import fma

@@ -148,6 +148,33 @@ def test_numba_batchnorm_channel_at_a_time_same_bits(shape, dtype, monkeypatch):
     assert_bitwise_equal(by_channel, run(), "channel at a time vs pass by pass")
 
 
+@pytest.mark.parametrize("shape", [(700, 3001), (24, 16, 57, 57), (16, 8, 64, 64)], ids=str)
+def test_numba_batchnorm_streaming_stores_same_bits(shape, dtype, monkeypatch):
+    """Outputs written with streaming stores (large outputs) have the bits of
+    plain stores, misaligned row starts and short tails included."""
+    if "numba" not in AVAILABLE_BACKENDS:
+        pytest.fail("numba backend unavailable (test_required_backend_is_available says why)")
+    import importlib
+    kernels = importlib.import_module("fastnn._backends.numba.batchnorm")
+    rng = np.random.default_rng(38)
+    x, dy = (rng.standard_normal(shape).astype(dtype) - 1.5 for _ in range(2))
+    weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
+
+    def run(stream_from):
+        monkeypatch.setattr(kernels, "_STREAM_MIN_BYTES", stream_from)
+        assert kernels._streams(x) == (stream_from == 0)
+        results = []
+        for training in (True, False):
+            running = [np.zeros(shape[1], dtype), np.ones(shape[1], dtype)]
+            y, mean, invstd = kernels.batchnorm_forward(x, weight, bias, *running, training,
+                                                        0.1, 1e-5, None)
+            grads = kernels.batchnorm_backward(dy, x, weight, mean, invstd, training, None)
+            results += [y, mean, invstd, *running, *grads]
+        return tuple(results)
+
+    assert_bitwise_equal(run(0), run(1 << 62), "streaming vs plain stores")
+
+
 # ------------------------------------------------------------- choosing
 
 def _kernel_of(backend, kernel="softmax"):

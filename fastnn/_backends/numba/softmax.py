@@ -44,7 +44,9 @@ Variants: ``*_serial`` below ``use_parallel``'s size threshold, otherwise
 fixed by C and never by the thread count); the exp pass in place (gradient
 written over the logits, ``out=logits``) or from logits to a distinct array,
 because LLVM's runtime alias check would send an exactly aliased pair to the
-scalar loop.
+scalar loop.  The gradient is written with plain stores: forming each row in
+a scratch row and streaming it out (as batch norm streams its outputs)
+measured slower, 42 -> 46-58 ms at 2048 x 32000 float32 with out=.
 
 Test: ``pytest tests -k "numba and (softmax or entropy)"`` (the conformance
 suite: float64 formulas, finite differences, PyTorch, strided and Fortran

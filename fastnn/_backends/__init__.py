@@ -2,7 +2,7 @@
 
 A backend is a module that defines every kernel named in ``KERNELS`` below,
 with exactly the signature the NumPy reference (``fastnn._backends.numpy``)
-gives it.  The public API (``fastnn/_api.py``) validates every argument
+gives it.  The public API (``fastnn/_api/``) validates every argument
 before it calls a kernel, so a kernel may rely on all of this:
 
 - every floating array of the call has one dtype, ``float32`` or ``float64``;

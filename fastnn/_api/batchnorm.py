@@ -1,0 +1,97 @@
+"""The public batch-normalization functions: validation and dispatch."""
+
+from .. import _registry
+from .. import _validate as v
+
+def _batchnorm_input(x):
+    x = v.float_array("x", x)
+    if x.ndim < 2:
+        raise ValueError(f"x: expected an array of shape (N, C) or (N, C, *spatial), "
+                         f"got shape {x.shape}")
+    v.check_not_empty("x", x)
+    return x
+
+
+def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=None,
+                      *, training=True, momentum=0.1, eps=1e-5, out=None, backend=None):
+    """Batch normalization over axis 1 (``torch.nn.functional.batch_norm``).
+
+    ``x`` is ``(N, C)`` or ``(N, C, *spatial)``; each channel ``c`` is
+    normalized with statistics over every axis but 1, then scaled by
+    ``weight[c]`` (gamma) and shifted by ``bias[c]`` (beta)::
+
+        y = (x - mean) / sqrt(var + eps) * weight + bias
+
+    ``weight`` and ``bias`` are ``(C,)`` arrays or None (no scale, no shift).
+
+    Training (``training=True``): mean and the biased variance of the batch.
+    When ``running_mean``/``running_var`` are given they are updated in
+    place: ``r = (1 - momentum) * r + momentum * batch_stat``, the variance
+    term being the unbiased batch variance.  Needs at least 2 values per
+    channel.  Evaluation (``training=False``): the running statistics are
+    required, used in place of the batch's, and left unchanged.
+
+    Returns ``(y, mean, invstd)``: ``mean`` and ``invstd = 1/sqrt(var + eps)``
+    are what ``batchnorm_backward`` needs (in evaluation, those of the
+    running statistics).  ``out`` is an optional array of x's shape and
+    dtype, sharing no memory with the other arguments, that receives ``y``
+    (and is returned as it): reusing one saves a large fresh output's page
+    faults on every call.
+    """
+    x = _batchnorm_input(x)
+    C = x.shape[1]
+    dtype = x.dtype
+    weight = v.optional_float_array("weight", weight, dtype, (C,))
+    bias = v.optional_float_array("bias", bias, dtype, (C,))
+    training = v.flag("training", training)
+    # Training updates the running statistics in place; evaluation only reads them.
+    stat_check = v.writable_array if training else v.optional_float_array
+    if running_mean is not None:
+        running_mean = stat_check("running_mean", running_mean, dtype, (C,))
+    if running_var is not None:
+        running_var = stat_check("running_var", running_var, dtype, (C,))
+    momentum = v.real("momentum", momentum, 0.0, 1.0)
+    eps = v.real("eps", eps, 0.0)
+    if training:
+        if x.size // C < 2:
+            raise ValueError(f"x: expected more than 1 value per channel in training, "
+                             f"got shape {x.shape}")
+    else:
+        for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
+            if stat is None:
+                raise ValueError(f"{name}: expected a ({C},) array when "
+                                 f"training=False, got None")
+    if out is not None:
+        v.output_array(out, x.shape, dtype, x=x, weight=weight, bias=bias,
+                       running_mean=running_mean, running_var=running_var)
+    return _registry.kernel("batchnorm_forward", backend)(
+        x, weight, bias, running_mean, running_var, training, momentum, eps, out)
+
+
+def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, out=None,
+                       backend=None):
+    """Gradients of ``batchnorm_forward``: ``(dx, dweight, dbias)``.
+
+    ``dy`` and ``x`` have the forward input's shape; ``weight`` (gamma) is
+    the forward's or None; ``mean`` and ``invstd`` are what the forward
+    returned.  In training the gradient flows through the batch statistics;
+    in evaluation (``training=False``) through a fixed affine map.
+    ``dweight`` and ``dbias`` are None when ``weight`` is None.  ``out``
+    receives ``dx`` as ``batchnorm_forward``'s ``out`` receives ``y``.
+    """
+    x = _batchnorm_input(x)
+    C = x.shape[1]
+    dtype = x.dtype
+    dy = v.float_array("dy", dy, dtype)
+    v.check_shape("dy", dy, x.shape)
+    weight = v.optional_float_array("weight", weight, dtype, (C,))
+    mean = v.float_array("mean", mean, dtype)
+    v.check_shape("mean", mean, (C,))
+    invstd = v.float_array("invstd", invstd, dtype)
+    v.check_shape("invstd", invstd, (C,))
+    training = v.flag("training", training)
+    if out is not None:
+        v.output_array(out, x.shape, dtype, dy=dy, x=x, weight=weight, mean=mean,
+                       invstd=invstd)
+    return _registry.kernel("batchnorm_backward", backend)(
+        dy, x, weight, mean, invstd, training, out)

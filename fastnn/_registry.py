@@ -1,20 +1,26 @@
 """Which backend runs a kernel: the registry, the current choice, threads.
 
-A backend is a module implementing every kernel of ``fastnn._backends.KERNELS``
+A backend is a module implementing kernels of ``fastnn._backends.KERNELS``
 (the contract is in ``fastnn/_backends/__init__.py``).  The built-in ones are
 listed in ``BUILTIN``; an installed package adds one with no change here by
 declaring an entry point in the group ``fastnn.backends`` whose value is the
 module path.  A backend module is imported on first use, never at
-``import fastnn``; if its import fails, or it lacks a kernel, it is
-unavailable and the reason is kept to be shown.
+``import fastnn``; if its import fails it is unavailable and the reason is
+kept to be shown.
+
+Availability is tracked per (backend, kernel): a backend that lacks some
+kernels (one being built kernel by kernel, or one older than a new kernel)
+still runs the others.  ``backends()`` says per backend whether it is fully
+available, and if not why; ``kernel_status()`` says it per kernel.
 
 The choice of backend, most specific first: the ``backend=`` argument of a
 call; the innermost ``use_backend`` block (a ContextVar, so threads and async
 tasks each have their own); ``set_backend``; the ``FASTNN_BACKEND``
 environment variable; ``"auto"``.  ``"auto"`` picks, per kernel, the first
-available backend in ``FASTEST`` (ordered by the benchmark figures in the
-README).  An explicit choice of an unavailable backend is an error, never a
-silent fallback.
+backend in ``FASTEST`` (ordered by the benchmark figures in
+docs/PERFORMANCE.md) that has that kernel.  An explicit choice of a backend
+that cannot be imported, or that lacks the kernel called, is an error naming
+the backend and the kernel, never a silent fallback.
 """
 
 import contextlib
@@ -75,31 +81,61 @@ def _load(name):
         except Exception as exc:  # any failure to import makes it unavailable
             _loaded[name] = f"{type(exc).__name__}: {exc}"
         else:
-            missing = [k for k in KERNELS if not callable(getattr(module, k, None))]
-            if missing:
-                _loaded[name] = f"missing kernels: {', '.join(missing)}"
-            else:
-                _loaded[name] = module
-                if _num_threads is not None:
-                    _apply_threads(module, _num_threads)
+            _loaded[name] = module
+            if _num_threads is not None:
+                _apply_threads(module, _num_threads)
     return _loaded[name]
 
 
-def backends():
-    """``{name: "available" | "unavailable: <reason>"}`` for every known backend."""
+def _lacks(loaded, kernel_name):
+    """Why the loaded backend (module, or the reason it failed) cannot run
+    ``kernel_name``; None when it can."""
+    if isinstance(loaded, str):
+        return loaded
+    if callable(getattr(loaded, kernel_name, None)):
+        return None
+    return "this backend does not implement it"
+
+
+def kernel_status():
+    """``{kernel: {backend: "available" | "unavailable: <reason>"}}`` for every
+    kernel of the contract and every known backend."""
     status = {}
-    for name in _known():
-        loaded = _load(name)
-        status[name] = "available" if not isinstance(loaded, str) else f"unavailable: {loaded}"
+    for kernel_name in KERNELS:
+        status[kernel_name] = {}
+        for name in _known():
+            reason = _lacks(_load(name), kernel_name)
+            status[kernel_name][name] = ("available" if reason is None
+                                         else f"unavailable: {reason}")
     return status
 
 
-def available(name):
-    return not isinstance(_load(name), str)
+def backends():
+    """``{name: status}`` for every known backend: ``"available"`` (every
+    kernel), ``"partial: lacks <kernels>"`` (it runs the others) or
+    ``"unavailable: <reason>"``."""
+    status = {}
+    for name in _known():
+        loaded = _load(name)
+        if isinstance(loaded, str):
+            status[name] = f"unavailable: {loaded}"
+            continue
+        lacking = [k for k in KERNELS if _lacks(loaded, k) is not None]
+        if not lacking:
+            status[name] = "available"
+        elif len(lacking) == len(KERNELS):
+            status[name] = "unavailable: it implements no kernel of the contract"
+        else:
+            status[name] = f"partial: lacks {', '.join(lacking)}"
+    return status
+
+
+def has_kernel(name, kernel_name):
+    return _lacks(_load(name), kernel_name) is None
 
 
 def module(name):
-    """The module of an explicitly named backend; RuntimeError if unavailable."""
+    """The module of an explicitly named backend; RuntimeError if it cannot be imported."""
     loaded = _load(_check_name(name))
     if isinstance(loaded, str):
         raise RuntimeError(f"backend {name!r} is unavailable: {loaded}")
@@ -118,11 +154,18 @@ def kernel(kernel_name, backend=None):
 
 def _resolve(name, kernel_name):
     if name == "auto":
-        for candidate in FASTEST[kernel_name]:
-            if candidate in _known() and available(candidate):
+        order = FASTEST.get(kernel_name, ()) + tuple(_known())
+        for candidate in order:
+            if candidate in _known() and has_kernel(candidate, kernel_name):
                 return getattr(_load(candidate), kernel_name)
-        raise RuntimeError(f"no backend is available for {kernel_name}: {backends()}")
-    return getattr(module(name), kernel_name)
+        raise RuntimeError(f"no backend has the kernel {kernel_name}: "
+                           f"{kernel_status()[kernel_name]}")
+    loaded = module(name)
+    if _lacks(loaded, kernel_name) is not None:
+        having = [n for n in _known() if has_kernel(n, kernel_name)]
+        raise RuntimeError(f"backend {name!r} has no kernel {kernel_name} (backends that "
+                           f"have it: {', '.join(having) or 'none'}; or use 'auto')")
+    return getattr(loaded, kernel_name)
 
 
 def current_default():

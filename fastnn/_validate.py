@@ -66,33 +66,56 @@ def check_not_empty(name, array):
         raise ValueError(f"{name}: expected a non-empty array, got shape {array.shape}")
 
 
-def output_array(out, shape, dtype, **inputs):
+def output_array(out, shape, dtype, allow=None, **inputs):
     """``out``, an array the kernel writes its result into: a writeable
-    ndarray of ``shape`` and ``dtype`` sharing no memory with any of the
-    named ``inputs`` (None entries are skipped)."""
+    ndarray of ``shape`` and ``dtype`` whose elements do not overlap one
+    another, sharing no memory with any of the named ``inputs`` (None
+    entries are skipped) except ``allow``: the name of an input that ``out``
+    may be exactly (the same elements in the same order)."""
     writable_array("out", out, dtype, shape)
-    out_owns = out.flags.owndata
+    if not out.flags.c_contiguous and _self_overlapping(out):
+        raise ValueError(f"out: expected an array whose elements do not overlap one "
+                         f"another, got strides {out.strides} for shape {out.shape}")
     for name, array in inputs.items():
-        if array is None or (out_owns and array is not out and array.flags.owndata):
-            continue        # two arrays that each own their memory never overlap
-        if np.may_share_memory(out, array):
-            raise ValueError(f"out: expected an array sharing no memory with the "
-                             f"inputs, got one that overlaps {name}")
+        if name == allow and array is not None and same_view(out, array):
+            continue
+        disjoint("out", out, name, array)
     return out
 
 
-def check_out(out, logits, target):
-    """``out`` may be ``logits`` itself, but must not partly overlap it or ``target``."""
-    for other_name, other in (("logits", logits), ("target", target)):
-        if not np.may_share_memory(out, other):
-            continue
-        if other_name == "logits" and _same_view(out, other):
-            continue
-        raise ValueError(f"out: expected logits itself or an array sharing no "
-                         f"memory with {other_name}, got an overlapping array")
+def disjoint(name, array, other_name, other):
+    """ValueError naming both arguments when ``array`` and ``other`` share memory."""
+    if other is None or type(other) is not np.ndarray:
+        return
+    if array is not other and array.flags.owndata and other.flags.owndata:
+        return          # two arrays that each own their memory never overlap
+    if np.may_share_memory(array, other) and _shares(array, other):
+        raise ValueError(f"{name}: expected an array sharing no memory with {other_name}, "
+                         f"got one that overlaps {other_name}")
 
 
-def _same_view(a, b):
+def _shares(a, b):
+    """Exact overlap test where it is cheap; undecidable cases count as overlap."""
+    try:
+        return np.shares_memory(a, b, max_work=10_000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _self_overlapping(a):
+    """Could two elements of ``a`` be the same memory?  (A sufficient test of
+    non-overlap: each axis, by increasing stride, steps past everything the
+    smaller axes span.  Zero strides from np.broadcast_to fail it.)"""
+    span = a.itemsize
+    for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1):
+        if stride < span:
+            return True
+        span += stride * (n - 1)
+    return False
+
+
+def same_view(a, b):
+    """``a`` and ``b`` are the very same elements in the same order."""
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
             and a.shape == b.shape and a.strides == b.strides)
 
@@ -144,13 +167,25 @@ def axis(name, value, ndim):
     return index % ndim
 
 
+def int64(name, value):
+    """An integer that fits in int64 (the kernels' label type)."""
+    value = integer(name, value)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError(f"{name}: expected an integer in the int64 range, got {value}")
+    return value
+
+
 def class_target(target, logits, ignore_index):
-    """Class indices (N,) as int64, or probabilities (N, C) of the logits' dtype."""
-    N, C = logits.shape
+    """Class indices as int64 of shape (N, d1, ..., dk), or probabilities of
+    the logits' shape and dtype, for logits (N, C, d1, ..., dk)."""
+    C = logits.shape[1]
+    index_shape = logits.shape[:1] + logits.shape[2:]
     array = target if type(target) is np.ndarray else np.asarray(target)
     kind = array.dtype.kind
-    if kind in "iu" and array.ndim == 1:
-        check_shape("target", array, (N,))
+    if kind in "iu":
+        if array.shape != index_shape:
+            raise ValueError(f"target: expected class indices of shape {index_shape} (or "
+                             f"probabilities of shape {logits.shape}), got shape {array.shape}")
         index = array if array.dtype is _INT64 else array.astype(np.int64)
         if not _labels_in_range(index, C):
             outside = (index < 0) | (index >= C)
@@ -158,13 +193,16 @@ def class_target(target, logits, ignore_index):
             if bad.size:
                 raise ValueError(f"target: expected class indices in [0, {C}) or "
                                  f"ignore_index={ignore_index}, got {bad[0]}")
+        if kind == "u" and array.dtype.itemsize == 8 and (array >= 1 << 63).any():
+            raise ValueError("target: expected class indices in the int64 range, "
+                             "got a larger unsigned value")
         return index
-    if kind == "f" and array.ndim == 2:
+    if kind == "f" and array.ndim == logits.ndim:
         float_array("target", array, logits.dtype)
-        check_shape("target", array, (N, C))
+        check_shape("target", array, logits.shape)
         return array
-    raise TypeError(f"target: expected integer class indices of shape ({N},) or "
-                    f"{logits.dtype} probabilities of shape ({N}, {C}), got "
+    raise TypeError(f"target: expected integer class indices of shape {index_shape} or "
+                    f"{logits.dtype} probabilities of shape {logits.shape}, got "
                     f"{array.dtype} array of shape {array.shape}")
 
 
@@ -173,7 +211,7 @@ def _labels_in_range(index, C):
     if index.size <= 32:
         # A NumPy reduction costs over a microsecond of fixed overhead, which
         # is a fifth of a whole tiny cross-entropy call; a short list is cheaper.
-        labels = index.tolist()
+        labels = index.ravel().tolist()
         return min(labels) >= 0 and max(labels) < C
     # Seen as unsigned, negative labels are huge: one max checks both ends.
     return index.view(np.uint64).max() < C

@@ -430,7 +430,7 @@ def _ce_errors(extra=()):
     labels = base["target"]
     errors = [
         _bad(base, "logits-1d", ValueError, "logits", logits=m.normal(6)),
-        _bad(base, "logits-3d", ValueError, "logits", logits=m.normal(6, 4, 1)),
+        _bad(base, "logits-3d-target-1d", ValueError, "target", logits=m.normal(6, 4, 1)),
         _bad(base, "logits-int", TypeError, "logits", logits=np.ones((6, 4), np.int64)),
         _bad(base, "logits-bool", TypeError, "logits", logits=np.ones((6, 4), bool)),
         _bad(base, "target-length", ValueError, "target", target=labels[:5]),
@@ -588,7 +588,7 @@ def linear_forward_errors():
     m = _Maker(np.dtype(np.float32), 503)
     base = dict(x=m.normal(5, 4), weight=m.normal(3, 4), bias=m.normal(3))
     return [
-        _bad(base, "x-1d", ValueError, "x", x=m.normal(4)),
+        _bad(base, "x-0d", ValueError, "x", x=np.array(1.0, np.float32)),
         _bad(base, "x-int", TypeError, "x", x=np.ones((5, 4), np.int64)),
         _bad(base, "x-complex", TypeError, "x", x=np.ones((5, 4), np.complex64)),
         _bad(base, "weight-features", ValueError, ("weight", "x"), weight=m.normal(3, 5)),

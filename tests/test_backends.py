@@ -135,16 +135,17 @@ def test_numba_batchnorm_channel_at_a_time_same_bits(shape, dtype, monkeypatch):
 
     def run():
         running = [np.zeros(shape[1], dtype), np.ones(shape[1], dtype)]
-        y, mean, invstd = kernels.batchnorm_forward(x, weight, bias, *running, True, 0.1,
-                                                    1e-5, None)
-        grads = kernels.batchnorm_backward(dy, x, weight, mean, invstd, True, None)
+        y, mean, invstd = fastnn.batchnorm_forward(x, weight, bias, *running, momentum=0.1,
+                                                   backend="numba")
+        grads = fastnn.batchnorm_backward(dy, x, weight, mean, invstd, backend="numba")
         return (y, mean, invstd, *running, *grads)
 
-    assert kernels._by_channel(x, 1, kernels._FORWARD_MIN_CHANNEL_BYTES)
-    assert kernels._by_channel(x, 2)
+    x3 = x.reshape(shape[0], shape[1], -1)
+    assert kernels._by_channel(x3, 1, kernels._FORWARD_MIN_CHANNEL_BYTES)
+    assert kernels._by_channel(x3, 2)
     by_channel = run()
     monkeypatch.setattr(kernels, "_CHANNEL_CACHE_BYTES", 0)
-    assert not kernels._by_channel(x, 1)
+    assert not kernels._by_channel(x3, 1)
     assert_bitwise_equal(by_channel, run(), "channel at a time vs pass by pass")
 
 
@@ -166,9 +167,10 @@ def test_numba_batchnorm_streaming_stores_same_bits(shape, dtype, monkeypatch):
         results = []
         for training in (True, False):
             running = [np.zeros(shape[1], dtype), np.ones(shape[1], dtype)]
-            y, mean, invstd = kernels.batchnorm_forward(x, weight, bias, *running, training,
-                                                        0.1, 1e-5, None)
-            grads = kernels.batchnorm_backward(dy, x, weight, mean, invstd, training, None)
+            y, mean, invstd = fastnn.batchnorm_forward(x, weight, bias, *running,
+                                                       training=training, backend="numba")
+            grads = fastnn.batchnorm_backward(dy, x, weight, mean, invstd, training=training,
+                                              backend="numba")
             results += [y, mean, invstd, *running, *grads]
         return tuple(results)
 

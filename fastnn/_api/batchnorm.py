@@ -1,7 +1,15 @@
-"""The public batch-normalization functions: validation and dispatch."""
+"""The public batch-normalization functions: validation, layout and dispatch.
+
+Kernels see x as a C-contiguous (N, C, S) array (S = 1 for (N, C) input,
+the product of the spatial axes otherwise) and write into outputs made here
+(see ``_layout`` and the contract in ``fastnn/_backends/__init__.py``).
+"""
+
+import numpy as np
 
 from .. import _registry
 from .. import _validate as v
+from . import _layout
 
 def _batchnorm_input(x):
     x = v.float_array("x", x)
@@ -61,11 +69,41 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
             if stat is None:
                 raise ValueError(f"{name}: expected a ({C},) array when "
                                  f"training=False, got None")
+    if training:
+        # Updated in place: sharing memory with anything else would corrupt it.
+        others = dict(x=x, weight=weight, bias=bias, out=out)
+        if running_mean is not None:
+            for name, other in dict(others, running_var=running_var).items():
+                v.disjoint("running_mean", running_mean, name, other)
+        if running_var is not None:
+            for name, other in others.items():
+                v.disjoint("running_var", running_var, name, other)
     if out is not None:
         v.output_array(out, x.shape, dtype, x=x, weight=weight, bias=bias,
                        running_mean=running_mean, running_var=running_var)
-    return _registry.kernel("batchnorm_forward", backend)(
-        x, weight, bias, running_mean, running_var, training, momentum, eps, out)
+    kernel = _registry.kernel("batchnorm_forward", backend)
+
+    N = x.shape[0]
+    shape = (N, C, x.size // (N * C))
+    x3 = _layout.rows(x).reshape(shape)
+    y3 = _layout.output(out, shape, dtype)
+    mean = np.empty(C, dtype)
+    invstd = np.empty(C, dtype)
+    absent = _layout.absent(dtype)
+    if training:
+        rm = absent if running_mean is None else _layout.updated(running_mean)
+        rv = absent if running_var is None else _layout.updated(running_var)
+    else:
+        rm, rv = _layout.rows(running_mean), _layout.rows(running_var)
+    kernel(x3, absent if weight is None else _layout.rows(weight),
+           absent if bias is None else _layout.rows(bias), rm, rv, training, momentum, eps,
+           y3, mean, invstd)
+    if training:
+        if running_mean is not None:
+            _layout.write_back(running_mean, rm)
+        if running_var is not None:
+            _layout.write_back(running_var, rv)
+    return _layout.deliver(y3, out, x.shape), mean, invstd
 
 
 def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, out=None,
@@ -93,5 +131,19 @@ def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, out=None,
     if out is not None:
         v.output_array(out, x.shape, dtype, dy=dy, x=x, weight=weight, mean=mean,
                        invstd=invstd)
-    return _registry.kernel("batchnorm_backward", backend)(
-        dy, x, weight, mean, invstd, training, out)
+    kernel = _registry.kernel("batchnorm_backward", backend)
+
+    N = x.shape[0]
+    shape = (N, C, x.size // (N * C))
+    dx3 = _layout.output(out, shape, dtype)
+    if weight is None:
+        weight = dweight = dbias = _layout.absent(dtype)
+    else:
+        weight = _layout.rows(weight)
+        dweight, dbias = np.empty(C, dtype), np.empty(C, dtype)
+    kernel(_layout.rows(dy).reshape(shape), _layout.rows(x).reshape(shape), weight,
+           _layout.rows(mean), _layout.rows(invstd), training, dx3, dweight, dbias)
+    dx = _layout.deliver(dx3, out, x.shape)
+    if dweight.size == 0:
+        return dx, None, None
+    return dx, dweight, dbias

@@ -1,60 +1,94 @@
-"""The public Linear-layer functions: validation and dispatch."""
+"""The public Linear-layer functions: validation, layout and dispatch.
+
+Kernels see x as (N, K) rows, the caller's leading axes (``(*, K)``, as
+sequence models pass ``(B, T, K)``) folded into N; matrix operands are
+passed as BLAS reads them (a transposed view is not copied), outputs are
+made here (see ``_layout`` and the contract in ``fastnn/_backends/__init__.py``).
+"""
+
+import numpy as np
 
 from .. import _registry
 from .. import _validate as v
+from . import _layout
 
 ACTIVATIONS = (None, "relu")
 
 
 def _linear_args(x, weight):
     x = v.float_array("x", x)
-    v.check_ndim("x", x, 2, "(N, in_features)")
+    if x.ndim < 1:
+        raise ValueError(f"x: expected an array of shape (*, in_features), got shape {x.shape}")
     v.check_not_empty("x", x)
     weight = v.float_array("weight", weight, x.dtype)
     v.check_ndim("weight", weight, 2, "(out_features, in_features)")
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"weight: expected shape ({weight.shape[0]}, {x.shape[1]}) "
-                         f"to match x's {x.shape[1]} input features, got {weight.shape}")
+    if weight.shape[1] != x.shape[-1]:
+        raise ValueError(f"weight: expected shape ({weight.shape[0]}, {x.shape[-1]}) "
+                         f"to match x's {x.shape[-1]} input features, got {weight.shape}")
     v.check_not_empty("weight", weight)
     return x, weight
+
+
+def _as_matrix(a):
+    """(*, F) -> (N, F) as BLAS reads it (a view wherever the layout allows)."""
+    if a.ndim != 2:
+        a = a.reshape(-1, a.shape[-1])
+    return _layout.blas_operand(a)
 
 
 def linear_forward(x, weight, bias=None, *, activation=None, backend=None):
     """``activation(x @ weight.T + bias)``, as ``torch.nn.functional.linear``.
 
-    ``x`` is ``(N, K)``, ``weight`` is ``(M, K)`` (one row per output
-    feature), ``bias`` is ``(M,)`` or None; ``activation`` is None or
-    ``"relu"``.  Returns ``y`` of shape ``(N, M)``.
+    ``x`` is ``(*, K)`` (any leading axes, e.g. ``(N, K)`` or ``(B, T, K)``),
+    ``weight`` is ``(M, K)`` (one row per output feature), ``bias`` is
+    ``(M,)`` or None; ``activation`` is None or ``"relu"``.  Returns ``y``
+    of shape ``(*, M)``.
     """
     x, weight = _linear_args(x, weight)
     M = weight.shape[0]
     bias = v.optional_float_array("bias", bias, x.dtype, (M,))
     activation = v.choice("activation", activation, ACTIVATIONS)
-    return _registry.kernel("linear_forward", backend)(x, weight, bias, activation)
+    kernel = _registry.kernel("linear_forward", backend)
+    x2 = _as_matrix(x)
+    y = np.empty((x2.shape[0], M), x.dtype)
+    kernel(x2, _layout.blas_operand(weight), _layout.optional_rows(bias, x.dtype),
+           activation == "relu", y)
+    return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (M,))
 
 
 def linear_backward(dy, x, weight, *, y=None, activation=None, has_bias=True,
                     need_dx=True, backend=None):
     """Gradients of ``linear_forward``: ``(dx, dweight, dbias)``.
 
-    ``dy`` is ``(N, M)``.  With ``activation="relu"`` the forward output
-    ``y`` is required: ``dy`` flows only where ``y > 0``.  ``dbias`` is None
-    when ``has_bias=False`` and ``dx`` is None when ``need_dx=False``.
+    ``dy`` is ``(*, M)`` for ``x`` of shape ``(*, K)``.  With
+    ``activation="relu"`` the forward output ``y`` is required: ``dy`` flows
+    only where ``y > 0``.  ``dbias`` is None when ``has_bias=False`` and
+    ``dx`` is None when ``need_dx=False``.
     """
     x, weight = _linear_args(x, weight)
-    N, M = x.shape[0], weight.shape[0]
-    dy = v.float_array("dy", dy, x.dtype)
-    v.check_shape("dy", dy, (N, M))
+    M, K = weight.shape
+    dtype = x.dtype
+    out_shape = x.shape[:-1] + (M,)
+    dy = v.float_array("dy", dy, dtype)
+    v.check_shape("dy", dy, out_shape)
     activation = v.choice("activation", activation, ACTIVATIONS)
-    if activation == "relu":
+    relu = activation == "relu"
+    if relu:
         if y is None:
             raise ValueError("y: expected the forward output (needed by "
                              "activation='relu'), got None")
-        y = v.float_array("y", y, x.dtype)
-        v.check_shape("y", y, (N, M))
-    else:
-        y = None
+        y = v.float_array("y", y, dtype)
+        v.check_shape("y", y, out_shape)
     has_bias = v.flag("has_bias", has_bias)
     need_dx = v.flag("need_dx", need_dx)
-    return _registry.kernel("linear_backward", backend)(
-        dy, x, weight, y, activation, has_bias, need_dx)
+    kernel = _registry.kernel("linear_backward", backend)
+    x2 = _as_matrix(x)
+    N = x2.shape[0]
+    y2 = _layout.rows(y.reshape(N, M)) if relu else _layout.absent_matrix(dtype)
+    dx = np.empty((N, K), dtype) if need_dx else _layout.absent_matrix(dtype)
+    dweight = np.empty((M, K), dtype)
+    dbias = np.empty(M, dtype) if has_bias else _layout.absent(dtype)
+    kernel(_as_matrix(dy), x2, _layout.blas_operand(weight), y2, relu, dx, dweight, dbias)
+    if need_dx and x.ndim != 2:
+        dx = dx.reshape(x.shape)
+    return (dx if need_dx else None), dweight, (dbias if has_bias else None)

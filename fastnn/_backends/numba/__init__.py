@@ -16,6 +16,12 @@ from .softmax import (
 )
 
 
+def warmup():
+    """Compile (or load from the disk cache) every declared entry-point signature."""
+    from ._jit import compile_entry_points
+    compile_entry_points()
+
+
 def set_num_threads(n):
     """Called by ``fastnn.set_num_threads``; numba cannot exceed its pool size."""
     import numba

@@ -62,8 +62,46 @@ def jit(*, parallel=False, fastmath=frozenset()):
                       fastmath=fastmath, error_model="numpy")
 
 
-def serial_and_parallel(function):
-    """Two builds of one ``prange`` source: ``(serial, parallel)`` dispatchers.
+# Every dispatcher called from Python, with the argument types it is meant
+# to be called with: (dispatcher, [tuple of numba types, ...]).  warmup()
+# compiles exactly these, and the test suite checks that the public API
+# never calls an entry point with any other types.
+ENTRY_POINTS = []
+
+# The float types an entry point's signature template is instantiated for.
+FLOAT_TYPES = ("float32", "float64")
+
+
+def _signatures(template):
+    """Argument-type tuples of a signature template, one per float type.
+
+    The template is a Numba signature string in which ``F`` stands for the
+    call's float type: ``"void(F[:, ::1], int64, boolean)"``.  Only the
+    argument types are kept: a call is matched (and cached on disk) by its
+    argument types alone.
+    """
+    from numba.core import sigutils
+    signatures = []
+    for float_type in FLOAT_TYPES:
+        text = template.replace("F[", f"{float_type}[")
+        args, _ = sigutils.normalize_signature(text)
+        signatures.append(tuple(args))
+    return signatures
+
+
+def entry(template, *, parallel=False, fastmath=frozenset()):
+    """Decorator for a kernel called from Python: ``jit`` plus its declared
+    signatures (see ``_signatures``) registered in ``ENTRY_POINTS``."""
+    def decorate(function):
+        dispatcher = jit(parallel=parallel, fastmath=fastmath)(function)
+        ENTRY_POINTS.append((dispatcher, _signatures(template)))
+        return dispatcher
+    return decorate
+
+
+def serial_and_parallel(template):
+    """Decorator: two builds of one ``prange`` source, ``(serial, parallel)``
+    dispatchers, both entry points with the signatures of ``template``.
 
     In the serial build ``prange`` is a plain ``range``.  Numba names its
     on-disk cache entries after the function's qualified name and first line,
@@ -71,12 +109,21 @@ def serial_and_parallel(function):
     share (and corrupt) one cache entry: the parallel build is made from a
     twin of the function with its own qualified name.
     """
-    twin = types.FunctionType(function.__code__, function.__globals__,
-                              function.__name__, function.__defaults__,
-                              function.__closure__)
-    twin.__qualname__ = function.__qualname__ + "_parallel"
-    twin.__doc__ = function.__doc__
-    return jit()(function), jit(parallel=True)(twin)
+    def decorate(function):
+        twin = types.FunctionType(function.__code__, function.__globals__,
+                                  function.__name__, function.__defaults__,
+                                  function.__closure__)
+        twin.__qualname__ = function.__qualname__ + "_parallel"
+        twin.__doc__ = function.__doc__
+        return entry(template)(function), entry(template, parallel=True)(twin)
+    return decorate
+
+
+def compile_entry_points():
+    """Compile (or load from the disk cache) every declared signature."""
+    for dispatcher, signatures in ENTRY_POINTS:
+        for signature in signatures:
+            dispatcher.compile(signature)
 
 
 def use_parallel(n_elements):

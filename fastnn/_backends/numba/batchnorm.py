@@ -781,34 +781,25 @@ def _backward(dy2, x2, C, weight, mean, invstd, training, by_channel, stream, dx
             _weight_grads(plan, C, S, s_dy, s_dyx, invstd, dweight_out, dbias_out)
 
 
-_forward_serial, _forward_parallel = serial_and_parallel(_forward)
-_backward_serial, _backward_parallel = serial_and_parallel(_backward)
+_forward_serial, _forward_parallel = serial_and_parallel(
+    "void(F[:, ::1], int64, F[::1], F[::1], F[::1], F[::1], boolean, float64, float64, "
+    "boolean, boolean, F[:, ::1], F[::1], F[::1])")(_forward)
+_backward_serial, _backward_parallel = serial_and_parallel(
+    "void(F[:, ::1], F[:, ::1], int64, F[::1], F[::1], F[::1], boolean, boolean, boolean, "
+    "F[:, ::1], F[::1], F[::1])")(_backward)
 
 
 # ----------------------------------------------------------------------------
 # The backend's kernels (contract in fastnn/_backends/__init__.py).
 
-# Stand-ins for absent optional arrays (zero-length, read-only by use): one
-# compiled signature serves calls with and without weight, bias and running
-# statistics.
-_ABSENT = {np.dtype(np.float32): np.zeros(0, np.float32),
-           np.dtype(np.float64): np.zeros(0, np.float64)}
-
-
-def _as_rows(a, N, L):
-    """C-contiguous (N, L) view of a, copying only when a is not C-contiguous."""
-    if a.ndim == 2 and a.flags.c_contiguous:
-        return a
-    return np.ascontiguousarray(a).reshape(N, L)
-
-
 def _by_channel(x, arrays, min_bytes=0):
     """Run training channel at a time?  ``arrays`` arrays of a channel (x, or
     dy and x) must fit in the cache budget, and x's channel have min_bytes."""
-    if x.ndim == 2 or x.shape[1] < _MIN_CHANNELS:
+    N, C, S = x.shape
+    if S == 1 or C < _MIN_CHANNELS:
         return False
-    channel_bytes = (x.size // x.shape[1]) * x.itemsize
-    return (channel_bytes >= x.shape[0] * _PLANE_MIN_S * x.itemsize
+    channel_bytes = N * S * x.itemsize
+    return (S >= _PLANE_MIN_S
             and channel_bytes >= min_bytes
             and arrays * channel_bytes <= _CHANNEL_CACHE_BYTES)
 
@@ -824,69 +815,18 @@ def _parallel(n_elements):
     return n_elements > _TILE_ELEMENTS and use_parallel(n_elements)
 
 
-def _writable(a):
-    # The drivers update the running statistics in training, so they take
-    # them as writable arrays; a read-only one (evaluation only) is copied.
-    return a if a.flags.writeable else a.copy()
-
-
-def _output_rows(out, N, L, dtype):
-    """The (N, L) C-contiguous array the kernel writes: a view of the caller's
-    ``out`` when it is C-contiguous, else a new array (copied into out after)."""
-    if out is not None and out.flags.c_contiguous:
-        return out.reshape(N, L)
-    return np.empty((N, L), dtype)
-
-
-def _result(rows, out, shape):
-    """The kernel's (N, L) output as the caller gets it: ``out`` or a new array."""
-    if out is None:
-        return rows if len(shape) == 2 else rows.reshape(shape)
-    if not out.flags.c_contiguous:      # rows is then a new array (_output_rows)
-        out[...] = rows.reshape(shape)
-    return out
-
-
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                      out):
-    N, C = x.shape[0], x.shape[1]
-    L = x.size // N
-    x2 = _as_rows(x, N, L)
-    absent = _ABSENT[x.dtype]
-    y2 = _output_rows(out, N, L, x.dtype)
-    mean = np.empty(C, x.dtype)
-    invstd = np.empty(C, x.dtype)
-    if training:
-        running_mean = absent if running_mean is None else running_mean
-        running_var = absent if running_var is None else running_var
-        by_channel = _by_channel(x, 1, _FORWARD_MIN_CHANNEL_BYTES)
-    else:
-        running_mean = _writable(running_mean)
-        running_var = _writable(running_var)
-        by_channel = False
+                      y, mean, invstd):
+    N, C, S = x.shape
+    by_channel = training and _by_channel(x, 1, _FORWARD_MIN_CHANNEL_BYTES)
     kernel = _forward_parallel if _parallel(x.size) else _forward_serial
-    kernel(x2, C, absent if weight is None else weight, absent if bias is None else bias,
-           running_mean, running_var, bool(training), float(momentum), float(eps),
-           by_channel, _streams(y2), y2, mean, invstd)
-    return _result(y2, out, x.shape), mean, invstd
+    kernel(x.reshape(N, C * S), C, weight, bias, running_mean, running_var, training,
+           momentum, eps, by_channel, _streams(y), y.reshape(N, C * S), mean, invstd)
 
 
-def batchnorm_backward(dy, x, weight, mean, invstd, training, out):
-    N, C = x.shape[0], x.shape[1]
-    L = x.size // N
-    x2 = _as_rows(x, N, L)
-    dy2 = _as_rows(dy, N, L)
-    dx2 = _output_rows(out, N, L, x.dtype)
-    if weight is None:
-        dweight = dbias = weight = _ABSENT[x.dtype]
-    else:
-        dweight = np.empty(C, x.dtype)
-        dbias = np.empty(C, x.dtype)
+def batchnorm_backward(dy, x, weight, mean, invstd, training, dx, dweight, dbias):
+    N, C, S = x.shape
     kernel = _backward_parallel if _parallel(x.size) else _backward_serial
-    kernel(dy2, x2, C, weight, mean, invstd, bool(training),
-           bool(training) and _by_channel(x, 2), bool(training) and _streams(dx2), dx2,
+    kernel(dy.reshape(N, C * S), x.reshape(N, C * S), C, weight, mean, invstd, training,
+           training and _by_channel(x, 2), training and _streams(dx), dx.reshape(N, C * S),
            dweight, dbias)
-    dx = _result(dx2, out, x.shape)
-    if dweight.size == 0:
-        return dx, None, None
-    return dx, dweight, dbias

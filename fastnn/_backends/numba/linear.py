@@ -42,7 +42,7 @@ group of benches/.
 """
 
 import numpy as np
-from ._jit import jit
+from ._jit import entry, jit
 
 # At or below this many multiply-adds (N * M * K) a single serial Numba
 # kernel runs the whole layer.  Measured on the project machine (float32 and
@@ -65,7 +65,7 @@ _DBIAS_COLUMNS = 512
 # ---------------------------------------------------------------- forward
 
 
-@jit()
+@entry("void(F[:, ::1], F[::1], boolean)")
 def _bias_relu_inplace(y, bias, relu):
     """y[n, m] = relu(y[n, m] + bias[m]) (relu only when ``relu``), in place.
 
@@ -92,7 +92,7 @@ def _bias_relu_inplace(y, bias, relu):
                 y_part[m] += bias_part[m]
 
 
-@jit()
+@entry("void(F[:, ::1])")
 def _relu_inplace(y):
     """y = relu(y), in place; y is C-contiguous, walked flat in tiles."""
     flat = y.reshape(-1)
@@ -106,11 +106,11 @@ def _relu_inplace(y):
 
 
 
-@jit()
+@entry("void(F[:, ::1], F[:, ::1], F[::1], boolean, F[:, ::1])")
 def _small_linear_forward(x, weight, bias, relu, y):
     """The whole forward for tiny layers: y = relu(x @ weight.T + bias).
 
-    x (N, K), weight (M, K), bias (M,) or None, y (N, M), all C-contiguous;
+    x (N, K), weight (M, K), bias (M,) or (0,), y (N, M), all C-contiguous;
     y is written, not read.  weight is first transposed into a (K, M)
     scratch so that the inner loop runs along contiguous output columns and
     vectorizes without reassociating sums.  The output comes in from Python:
@@ -131,7 +131,7 @@ def _small_linear_forward(x, weight, bias, relu, y):
             w_row = weight_t[k]
             for m in range(n_out):
                 y_row[m] += x_nk * w_row[m]
-        if bias is not None:
+        if bias.size:
             for m in range(n_out):
                 y_row[m] += bias[m]
         if relu:
@@ -140,39 +140,18 @@ def _small_linear_forward(x, weight, bias, relu, y):
                     y_row[m] = 0
 
 
-def _blas_operand(a):
-    """``a`` itself when BLAS can read it in place, else a C-contiguous copy.
-
-    BLAS reads a matrix whose elements are contiguous along one axis and
-    evenly spaced (at least one row or column apart) along the other.
-    NumPy's matmul would otherwise fall back to its slow non-BLAS loop.
-    """
-    item = a.itemsize
-    rows, cols = a.shape
-    row_step, col_step = a.strides
-    if col_step == item and row_step % item == 0 and row_step >= cols * item:
-        return a
-    if row_step == item and col_step % item == 0 and col_step >= rows * item:
-        return a
-    return np.ascontiguousarray(a)
-
-
-def linear_forward(x, weight, bias, activation):
-    relu = activation == "relu"
+def linear_forward(x, weight, bias, relu, y):
     n_rows, n_in = x.shape
     n_out = weight.shape[0]
     if n_rows * n_out * n_in <= SMALL_LAYER_MAX_MACS:
-        y = np.empty((n_rows, n_out), dtype=x.dtype)
         _small_linear_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight),
-                              None if bias is None else np.ascontiguousarray(bias),
-                              relu, y)
-        return y
-    y = np.matmul(_blas_operand(x), _blas_operand(weight).T)
-    if bias is not None:
-        _bias_relu_inplace(y, np.ascontiguousarray(bias), relu)
+                              bias, relu, y)
+        return
+    np.matmul(x, weight.T, out=y)
+    if bias.size:
+        _bias_relu_inplace(y, bias, relu)
     elif relu:
         _relu_inplace(y)
-    return y
 
 
 # --------------------------------------------------------------- backward
@@ -194,7 +173,7 @@ def _sum_partials(partials, dbias):
         dbias[m] = total[m]
 
 
-@jit()
+@entry("void(F[:, ::1], F[:, ::1], F[:, ::1], F[::1], boolean)")
 def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
     """dz = dy where y > 0 else 0, and (if has_bias) dbias = column sums of dz.
 
@@ -228,7 +207,7 @@ def _relu_mask_and_dbias(dy, y, dz, dbias, has_bias):
         _sum_partials(partials, dbias)
 
 
-@jit()
+@entry("void(F[:, ::1], F[::1])")
 def _column_sums(dy, dbias):
     """dbias = column sums of dy (N, M, C-contiguous), tiled as above."""
     n_rows, n_cols = dy.shape
@@ -250,11 +229,12 @@ def _column_sums(dy, dbias):
 
 
 
-@jit()
+@entry("void(F[:, ::1], F[:, ::1], F[:, ::1], F[:, ::1], boolean, F[:, ::1], "
+       "F[:, ::1], F[::1])")
 def _small_linear_backward(dy, x, weight, y, relu, dx, dweight, dbias):
     """The whole backward for tiny layers; all arrays C-contiguous.
 
-    Writes dweight (M, K), dx (N, K) unless it is (0, K), and dbias (M,)
+    Writes dweight (M, K), dx (N, K) unless it is (0, 0), and dbias (M,)
     unless it is (0,); outputs come in from Python (see
     _small_linear_forward).  y is only read with relu.  Loops are ordered
     so that the innermost one runs along contiguous rows of K values.
@@ -295,32 +275,22 @@ def _small_linear_backward(dy, x, weight, y, relu, dx, dweight, dbias):
                     dx_row[k] += grad * weight_row[k]
 
 
-def linear_backward(dy, x, weight, y, activation, has_bias, need_dx):
-    relu = activation == "relu"
+def linear_backward(dy, x, weight, y, relu, dx, dweight, dbias):
     n_rows, n_out = dy.shape
     n_in = x.shape[1]
-    if relu:
-        y = np.ascontiguousarray(y)     # the Numba passes read y and dy by rows
     if n_rows * n_out * n_in <= SMALL_LAYER_MAX_MACS:
-        dy = np.ascontiguousarray(dy)
-        dtype = dy.dtype
-        dx = np.empty((n_rows if need_dx else 0, n_in), dtype=dtype)
-        dweight = np.empty((n_out, n_in), dtype=dtype)
-        dbias = np.empty(n_out if has_bias else 0, dtype=dtype)
-        _small_linear_backward(dy, np.ascontiguousarray(x), np.ascontiguousarray(weight),
-                               y if relu else dy, relu, dx, dweight, dbias)
-        return (dx if need_dx else None), dweight, (dbias if has_bias else None)
-
-    dbias = np.empty(n_out if has_bias else 0, dtype=dy.dtype)
-    dy = np.ascontiguousarray(dy) if relu or has_bias else _blas_operand(dy)
+        _small_linear_backward(np.ascontiguousarray(dy), np.ascontiguousarray(x),
+                               np.ascontiguousarray(weight), y, relu, dx, dweight, dbias)
+        return
+    if relu or dbias.size:
+        dy = np.ascontiguousarray(dy)   # the Numba passes read dy by rows
     if relu:
         dz = np.empty_like(dy)
-        _relu_mask_and_dbias(dy, y, dz, dbias, has_bias)
+        _relu_mask_and_dbias(dy, y, dz, dbias, dbias.size > 0)
     else:
         dz = dy
-        if has_bias:
+        if dbias.size:
             _column_sums(dy, dbias)
-    x = _blas_operand(x)
-    dweight = np.matmul(dz.T, x)
-    dx = np.matmul(dz, _blas_operand(weight)) if need_dx else None
-    return dx, dweight, (dbias if has_bias else None)
+    np.matmul(dz.T, x, out=dweight)
+    if dx.size:
+        np.matmul(dz, weight, out=dx)

@@ -59,7 +59,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import jit, use_parallel
+from ._jit import entry, jit, use_parallel
 from ._intrinsics import maximum, prefetch
 from ._vexp import vexp_nonpositive
 
@@ -350,6 +350,13 @@ def _rows_per_block(C):
     return max(1, _BLOCK_ELEMENTS // max(C, 1))
 
 
+# Entry-point signatures (see _jit.entry): logits, target, weight, options,
+# grad_rows, gradient and the float64 per-row losses.
+_CE_INDEX = ("float64(F[:, ::1], int64[::1], F[::1], boolean, int64, float64, int64, "
+             "float64, float64[::1], boolean, F[:, ::1], boolean, boolean, float64[::1])")
+_CE_PROB = ("float64(F[:, ::1], F[:, ::1], F[::1], float64, int64, float64, float64[::1], "
+            "boolean, F[:, ::1], boolean, boolean, float64[::1])")
+
 # Reduction codes passed to the jitted drivers.
 _NONE, _SUM, _MEAN = 0, 1, 2
 _REDUCTION_CODES = {"none": _NONE, "sum": _SUM, "mean": _MEAN}
@@ -392,7 +399,7 @@ def _reduce_in_order(row_loss, reduction, denominator):
     return total / denominator
 
 
-@jit()
+@entry(_CE_INDEX)
 def _ce_index_serial(logits, target, weight, has_weight, ignore_index, eps, reduction,
                      grad_loss, grad_rows, use_grad_rows, grad, write_grad, inplace,
                      row_loss):
@@ -404,7 +411,7 @@ def _ce_index_serial(logits, target, weight, has_weight, ignore_index, eps, redu
     return _reduce_in_order(row_loss, reduction, denominator)
 
 
-@jit(parallel=True)
+@entry(_CE_INDEX, parallel=True)
 def _ce_index_parallel(logits, target, weight, has_weight, ignore_index, eps, reduction,
                        grad_loss, grad_rows, use_grad_rows, grad, write_grad, inplace,
                        row_loss):
@@ -419,7 +426,7 @@ def _ce_index_parallel(logits, target, weight, has_weight, ignore_index, eps, re
     return _reduce_in_order(row_loss, reduction, denominator)
 
 
-@jit()
+@entry("float64(F[:, ::1], int64[::1], int64, int64)")
 def _ce_index_loss_serial(logits, target, ignore_index, reduction):
     """The reduced loss of the plainest call (class indices, no weights, no
     smoothing, no gradient) with four arguments instead of fourteen: Numba's
@@ -430,7 +437,7 @@ def _ce_index_loss_serial(logits, target, ignore_index, reduction):
                             np.empty(logits.shape[0]))
 
 
-@jit()
+@entry(_CE_PROB)
 def _ce_prob_serial(logits, target, weight, eps, reduction, grad_loss, grad_rows,
                     use_grad_rows, grad, write_grad, inplace, row_loss):
     # Probability targets: the mean divides by N, whatever the weights.
@@ -441,7 +448,7 @@ def _ce_prob_serial(logits, target, weight, eps, reduction, grad_loss, grad_rows
     return _reduce_in_order(row_loss, reduction, denominator)
 
 
-@jit(parallel=True)
+@entry(_CE_PROB, parallel=True)
 def _ce_prob_parallel(logits, target, weight, eps, reduction, grad_loss, grad_rows,
                       use_grad_rows, grad, write_grad, inplace, row_loss):
     denominator = np.float64(logits.shape[0]) if reduction == _MEAN else 1.0
@@ -455,12 +462,12 @@ def _ce_prob_parallel(logits, target, weight, eps, reduction, grad_loss, grad_ro
     return _reduce_in_order(row_loss, reduction, denominator)
 
 
-@jit()
+@entry("void(F[:, ::1], F[:, ::1], boolean)")
 def _softmax_serial(x, y, log):
     _softmax_block(0, x.shape[0], x, y, log)
 
 
-@jit(parallel=True)
+@entry("void(F[:, ::1], F[:, ::1], boolean)", parallel=True)
 def _softmax_parallel(x, y, log):
     N = x.shape[0]
     rows = _rows_per_block(x.shape[1])
@@ -469,157 +476,87 @@ def _softmax_parallel(x, y, log):
 
 
 # --- Python entry points (the backend contract) ------------------------------
-# Kept thin: one jitted call per entry point (numba's dispatch costs about a
-# microsecond, the tiny-input budget is a few), and placeholder arrays for
-# unused arguments are made once per dtype.
+# Kept thin: one jitted call per entry point (numba's dispatch costs about
+# 0.1 us per argument; a tiny call's whole budget is a few microseconds).
 
-_PLACEHOLDERS = {}
+_ONES = {}
 
 
-def _placeholders(dtype):
-    """(empty [0] of dtype, empty [0, 0] of dtype, empty float64 [0]), never written."""
-    found = _PLACEHOLDERS.get(dtype)
+def _ones(C, dtype):
+    """All-ones class weights of a dtype (the probability kernels multiply by
+    w unconditionally: one loop per helper, no branch)."""
+    found = _ONES.get((C, dtype))
     if found is None:
-        found = (np.empty(0, dtype=dtype), np.empty((0, 0), dtype=dtype),
-                 np.empty(0, dtype=np.float64))
-        _PLACEHOLDERS[dtype] = found
+        found = _ONES[(C, dtype)] = np.ones(C, dtype)
     return found
 
 
-def _contiguous(a):
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+def softmax(x, y):
+    """y = exp(x - max) / sum(exp(x - max)) per row."""
+    kernel = _softmax_parallel if use_parallel(x.size) else _softmax_serial
+    kernel(x, y, False)
 
 
-def _same_memory(a, b):
-    """a and b are the same C-ordered elements (e.g. two views of one array)."""
-    return (a.flags.c_contiguous and np.may_share_memory(a, b)
-            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape)
+def log_softmax(x, y):
+    """y = x - max - log(sum(exp(x - max))) per row."""
+    kernel = _softmax_parallel if use_parallel(x.size) else _softmax_serial
+    kernel(x, y, True)
 
 
-def _softmax_any_axis(x, axis, log):
-    moved = np.moveaxis(x, axis, -1)
-    y = np.empty(moved.shape, dtype=x.dtype)
-    rows = _contiguous(moved).reshape(-1, moved.shape[-1])
-    kernel = _softmax_parallel if use_parallel(rows.size) else _softmax_serial
-    kernel(rows, y.reshape(rows.shape), log)
-    return np.moveaxis(y, -1, axis)
-
-
-def softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
-    return _softmax_any_axis(x, axis, False)
-
-
-def log_softmax(x, axis):
-    """x - max - log(sum(exp(x - max))) along ``axis``."""
-    return _softmax_any_axis(x, axis, True)
-
-
-def _run(logits, target, weight, ignore_index, reduction, label_smoothing,
-         grad_loss, grad, inplace):
-    """One fused call: per-row losses, the reduced loss and (if grad) the gradient.
-
-    Returns (row_loss float64[N], reduced loss as a float).  grad_loss is
-    None (1 per row), a float, or an [N] array for reduction "none".
-    """
+def _run(logits, labels, probs, weight, ignore_index, reduction, label_smoothing,
+         grad_scalar, grad_rows, grad, write_grad, losses):
+    """One fused call: per-row losses, the reduced loss and (if write_grad)
+    the gradient into grad.  Returns the reduced loss (0.0 for "none", whose
+    per-row losses go into ``losses``)."""
     N, C = logits.shape
-    dtype = logits.dtype
-    no_weight, no_grad, no_rows = _placeholders(dtype)
-    row_loss = np.empty(N, dtype=np.float64)
+    row_loss = np.empty(N)
     code = _REDUCTION_CODES[reduction]
-    use_grad_rows = False
-    grad_rows = no_rows
-    grad_scalar = 1.0
-    if grad is None:
-        write_grad = False
-        grad = no_grad
+    use_grad_rows = grad_rows.size > 0
+    if use_grad_rows:
+        grad_rows = grad_rows.astype(np.float64)
     else:
-        write_grad = True
-        if isinstance(grad_loss, np.ndarray) and grad_loss.ndim == 1:
-            use_grad_rows = True
-            grad_rows = _contiguous(grad_loss.astype(np.float64, copy=False))
-        elif grad_loss is not None:
-            grad_scalar = float(grad_loss)
+        grad_rows = _NO_ROWS
+    inplace = grad is logits
     parallel = use_parallel(N * C)
-    if target.ndim == 1:
-        has_weight = weight is not None
+    if labels.size:
         kernel = _ce_index_parallel if parallel else _ce_index_serial
-        total = kernel(logits, _contiguous(target),
-                       _contiguous(weight) if has_weight else no_weight, has_weight,
-                       ignore_index, float(label_smoothing), code, grad_scalar,
-                       grad_rows, use_grad_rows, grad, write_grad, inplace, row_loss)
+        total = kernel(logits, labels, weight, weight.size > 0, ignore_index,
+                       label_smoothing, code, grad_scalar, grad_rows, use_grad_rows,
+                       grad, write_grad, inplace, row_loss)
     else:
-        # One loop per helper, no branch on has_weight: absent weights are ones.
-        weight_or_ones = _contiguous(weight) if weight is not None else np.ones(C, dtype=dtype)
         kernel = _ce_prob_parallel if parallel else _ce_prob_serial
-        total = kernel(logits, _contiguous(target), weight_or_ones,
-                       float(label_smoothing), code, grad_scalar, grad_rows,
-                       use_grad_rows, grad, write_grad, inplace, row_loss)
-    return row_loss, total
+        total = kernel(logits, probs, weight if weight.size else _ones(C, logits.dtype),
+                       label_smoothing, code, grad_scalar, grad_rows, use_grad_rows,
+                       grad, write_grad, inplace, row_loss)
+    if losses.size:
+        losses[...] = row_loss
+    return total
 
 
-def _loss_array(row_loss, total, reduction, dtype):
-    if reduction == "none":
-        return row_loss if dtype == np.float64 else row_loss.astype(dtype)
-    return np.array(total, dtype=dtype)
+_NO_ROWS = np.empty(0)
+_NO_GRAD = {np.dtype(np.float32): np.empty((0, 0), np.float32),
+            np.dtype(np.float64): np.empty((0, 0), np.float64)}
 
 
-def softmax_cross_entropy(logits, target, weight, ignore_index, reduction,
-                          label_smoothing):
-    """Cross-entropy of softmax(logits) and target; no N x C array is written."""
-    plain = (target.ndim == 1 and weight is None and label_smoothing == 0.0
-             and reduction != "none")
-    if plain and not use_parallel(logits.size):
-        total = _ce_index_loss_serial(_contiguous(logits), target, ignore_index,
-                                      _REDUCTION_CODES[reduction])
-        return np.array(total, dtype=logits.dtype)
-    row_loss, total = _run(_contiguous(logits), target, weight, ignore_index,
-                           reduction, label_smoothing, None, None, False)
-    return _loss_array(row_loss, total, reduction, logits.dtype)
+def softmax_cross_entropy(logits, labels, probs, weight, ignore_index, reduction,
+                          label_smoothing, losses):
+    """Cross-entropy of softmax(logits) and the target; no N x C array is written."""
+    if (labels.size and weight.size == 0 and label_smoothing == 0.0 and reduction != "none"
+            and not use_parallel(logits.size)):
+        return _ce_index_loss_serial(logits, labels, ignore_index, _REDUCTION_CODES[reduction])
+    return _run(logits, labels, probs, weight, ignore_index, reduction, label_smoothing,
+                1.0, _NO_ROWS, _NO_GRAD[logits.dtype], False, losses)
 
 
-def _gradient(logits, target, grad_loss, weight, ignore_index, reduction,
-              label_smoothing, out):
-    """Run the fused kernel with the gradient going into ``out`` (or a fresh array)."""
-    if logits.flags.c_contiguous:
-        source = logits
-        if out is None:
-            grad, inplace = np.empty(logits.shape, dtype=logits.dtype), False
-        elif out is logits or _same_memory(out, logits):
-            grad, inplace = out, True
-        elif out.flags.c_contiguous and not np.may_share_memory(out, logits):
-            grad, inplace = out, False
-        else:
-            # out overlaps logits in some other way: go through a temporary.
-            grad, inplace = np.empty(logits.shape, dtype=logits.dtype), False
-    else:
-        # The kernel needs C-ordered rows: make a private copy and write the
-        # gradient over it.
-        source = np.ascontiguousarray(logits)
-        grad, inplace = source, True
-    row_loss, total = _run(source, target, weight, ignore_index, reduction,
-                           label_smoothing, grad_loss, grad, inplace)
-    if out is None:
-        out = grad
-    elif grad is not out:
-        out[...] = grad
-    return out, row_loss, total
+def softmax_cross_entropy_backward(logits, labels, probs, weight, ignore_index, reduction,
+                                   label_smoothing, grad_loss, grad_rows, dlogits):
+    """d(loss)/d(logits) times grad_loss (or grad_rows per row for "none")."""
+    _run(logits, labels, probs, weight, ignore_index, reduction, label_smoothing,
+         grad_loss, grad_rows, dlogits, True, _NO_ROWS)
 
 
-def softmax_cross_entropy_backward(logits, target, grad_loss, weight, ignore_index,
-                                   reduction, label_smoothing):
-    """d(loss)/d(logits) times grad_loss (a float, or [N] for "none")."""
-    if reduction == "none":
-        grad_loss = np.asarray(grad_loss)
-    dlogits, _, _ = _gradient(logits, target, grad_loss, weight, ignore_index,
-                              reduction, label_smoothing, None)
-    return dlogits
-
-
-def softmax_cross_entropy_with_grad(logits, target, weight, ignore_index, reduction,
-                                    label_smoothing, out):
-    """(loss, gradient of loss.sum()) in one pass; the gradient goes into ``out``."""
-    dlogits, row_loss, total = _gradient(logits, target, None, weight, ignore_index,
-                                         reduction, label_smoothing, out)
-    return _loss_array(row_loss, total, reduction, logits.dtype), dlogits
+def softmax_cross_entropy_with_grad(logits, labels, probs, weight, ignore_index, reduction,
+                                    label_smoothing, dlogits, losses):
+    """(loss, gradient of loss.sum()) in one pass; dlogits may be logits itself."""
+    return _run(logits, labels, probs, weight, ignore_index, reduction, label_smoothing,
+                1.0, _NO_ROWS, dlogits, True, losses)

@@ -1,7 +1,7 @@
 """The Linear (fully connected) layer, the readable reference.
 
 Shapes: x is (N, K), weight is (M, K) (PyTorch's layout: one row per output
-feature), bias is (M,), y is (N, M).
+feature), bias is (M,) (zero-length when absent), y is (N, M).
 
 Forward:
     z = x @ weight.T + bias
@@ -18,18 +18,18 @@ Backward, with dz = dy * (y > 0) for ReLU and dz = dy otherwise:
 import numpy as np
 
 
-def linear_forward(x, weight, bias, activation):
-    y = x @ weight.T
-    if bias is not None:
+def linear_forward(x, weight, bias, relu, y):
+    np.matmul(x, weight.T, out=y)
+    if bias.size:
         y += bias
-    if activation == "relu":
+    if relu:
         np.maximum(y, 0, out=y)
-    return y
 
 
-def linear_backward(dy, x, weight, y, activation, has_bias, need_dx):
-    dz = dy * (y > 0) if activation == "relu" else dy
-    dx = dz @ weight if need_dx else None
-    dweight = dz.T @ x
-    dbias = dz.sum(axis=0, dtype=np.float64).astype(dy.dtype) if has_bias else None
-    return dx, dweight, dbias
+def linear_backward(dy, x, weight, y, relu, dx, dweight, dbias):
+    dz = dy * (y > 0) if relu else dy
+    if dx.size:
+        np.matmul(dz, weight, out=dx)
+    np.matmul(dz.T, x, out=dweight)
+    if dbias.size:
+        dbias[...] = dz.sum(axis=0, dtype=np.float64)

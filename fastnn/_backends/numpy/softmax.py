@@ -1,7 +1,8 @@
 """Softmax, log-softmax and the softmax-cross-entropy loss, the readable reference.
 
-Shapes: logits are (N, C), N samples of C classes.  A target is either
-class indices y of shape (N,) or probabilities t of shape (N, C).
+Shapes: logits are (N, C), N samples of C classes (softmax: rows of any
+length, along the last axis).  A target is either class indices y of shape
+(N,) or probabilities t of shape (N, C); the other is a zero-length stand-in.
 
 Stable log-softmax: with m = max_c x_c (the row maximum),
     logp_c = x_c - m - log(sum_k exp(x_k - m))
@@ -31,27 +32,31 @@ The gradient of the reduced loss is that times grad_loss (per row for
 import numpy as np
 
 
-def log_softmax(x, axis):
+def _log_softmax_rows(x):
     with np.errstate(invalid="ignore"):     # a row of all -inf is nan, quietly
-        shifted = x - x.max(axis=axis, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        shifted = x - x.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def softmax(x, axis):
+def log_softmax(x, y):
+    y[...] = _log_softmax_rows(x)
+
+
+def softmax(x, y):
     with np.errstate(invalid="ignore"):
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        return e / e.sum(axis=axis, keepdims=True)
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        y[...] = e / e.sum(axis=1, keepdims=True)
 
 
-def _target_coefficients(logits, target, weight, ignore_index, label_smoothing):
+def _target_coefficients(logits, labels, probs, weight, ignore_index, label_smoothing):
     """a[n, c] with loss_n = -sum_c a[n, c] * logp[n, c], and the "mean" divisor."""
     N, C = logits.shape
-    w = np.ones(C, logits.dtype) if weight is None else weight
-    if target.ndim == 2:                    # probabilities
-        smoothed = (1 - label_smoothing) * target + label_smoothing / C
+    w = weight if weight.size else np.ones(C, logits.dtype)
+    if not labels.size:                     # probabilities
+        smoothed = (1 - label_smoothing) * probs + label_smoothing / C
         return smoothed * w, N
-    counted = target != ignore_index
-    y = np.where(counted, target, 0)
+    counted = labels != ignore_index
+    y = np.where(counted, labels, 0)
     coef = np.zeros((N, C), logits.dtype)
     if label_smoothing:
         coef[:] = (label_smoothing / C) * w
@@ -67,20 +72,22 @@ def _losses(logp, coef):
     return -terms.sum(axis=1)
 
 
-def _reduce(losses, reduction, denominator):
+def _reduce(losses, reduction, denominator, out):
+    """The reduced loss as a float; for "none" the losses go into ``out``."""
     if reduction == "none":
-        return losses
+        out[...] = losses
+        return 0.0
     total = losses.sum(dtype=np.float64)
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan, as PyTorch
             total = np.float64(total) / denominator
-    return np.asarray(total, dtype=losses.dtype)
+    return float(total)
 
 
-def _scale(grad_loss, reduction, denominator, dtype):
+def _scale(grad_loss, grad_rows, reduction, denominator, dtype):
     """Per-row factor that turns dloss_n/dx into d(reduced loss)/dx."""
     if reduction == "none":
-        return np.asarray(grad_loss, dtype)[:, None]
+        return grad_rows[:, None] if grad_rows.size else dtype.type(grad_loss)
     if reduction == "mean":
         # No counted weight at all: the loss is nan (0/0) but nothing flows
         # back, as in PyTorch, so the gradient is 0 rather than nan.
@@ -88,40 +95,32 @@ def _scale(grad_loss, reduction, denominator, dtype):
     return dtype.type(grad_loss)
 
 
-def _forward_and_grad(logits, target, grad_loss, weight, ignore_index,
-                      reduction, label_smoothing, want_grad):
-    logp = log_softmax(logits, 1)
-    coef, denominator = _target_coefficients(logits, target, weight,
-                                             ignore_index, label_smoothing)
-    loss = _reduce(_losses(logp, coef), reduction, denominator)
-    if not want_grad:
-        return loss, None
+def _gradient(logits, logp, coef, scale):
     p = np.exp(logp)
-    grad = p * coef.sum(axis=1, keepdims=True) - coef
-    grad *= _scale(grad_loss, reduction, denominator, logits.dtype)
-    return loss, grad
+    return (p * coef.sum(axis=1, keepdims=True) - coef) * scale
 
 
-def softmax_cross_entropy(logits, target, weight, ignore_index, reduction,
-                          label_smoothing):
-    loss, _ = _forward_and_grad(logits, target, None, weight, ignore_index,
-                                reduction, label_smoothing, want_grad=False)
-    return loss
+def softmax_cross_entropy(logits, labels, probs, weight, ignore_index, reduction,
+                          label_smoothing, losses):
+    coef, denominator = _target_coefficients(logits, labels, probs, weight, ignore_index,
+                                             label_smoothing)
+    return _reduce(_losses(_log_softmax_rows(logits), coef), reduction, denominator, losses)
 
 
-def softmax_cross_entropy_backward(logits, target, grad_loss, weight,
-                                   ignore_index, reduction, label_smoothing):
-    _, grad = _forward_and_grad(logits, target, grad_loss, weight, ignore_index,
-                                reduction, label_smoothing, want_grad=True)
-    return grad
+def softmax_cross_entropy_backward(logits, labels, probs, weight, ignore_index, reduction,
+                                   label_smoothing, grad_loss, grad_rows, dlogits):
+    coef, denominator = _target_coefficients(logits, labels, probs, weight, ignore_index,
+                                             label_smoothing)
+    scale = _scale(grad_loss, grad_rows, reduction, denominator, logits.dtype)
+    dlogits[...] = _gradient(logits, _log_softmax_rows(logits), coef, scale)
 
 
-def softmax_cross_entropy_with_grad(logits, target, weight, ignore_index,
-                                    reduction, label_smoothing, out):
-    grad_loss = np.ones(logits.shape[0]) if reduction == "none" else 1.0
-    loss, grad = _forward_and_grad(logits, target, grad_loss, weight, ignore_index,
-                                   reduction, label_smoothing, want_grad=True)
-    if out is None:
-        return loss, grad
-    out[...] = grad
-    return loss, out
+def softmax_cross_entropy_with_grad(logits, labels, probs, weight, ignore_index, reduction,
+                                    label_smoothing, dlogits, losses):
+    coef, denominator = _target_coefficients(logits, labels, probs, weight, ignore_index,
+                                             label_smoothing)
+    logp = _log_softmax_rows(logits)
+    total = _reduce(_losses(logp, coef), reduction, denominator, losses)
+    scale = _scale(1.0, np.zeros(0), reduction, denominator, logits.dtype)
+    dlogits[...] = _gradient(logits, logp, coef, scale)     # may overwrite the logits
+    return total

@@ -22,6 +22,7 @@ from ._registry import (
     backends,
     get_backend,
     get_num_threads,
+    kernel_status,
     set_backend,
     set_num_threads,
     use_backend,
@@ -36,6 +37,6 @@ __all__ = [
     "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "softmax_cross_entropy_with_grad",
     "linear_forward", "linear_backward",
-    "backends", "get_backend", "set_backend", "use_backend",
+    "backends", "kernel_status", "get_backend", "set_backend", "use_backend",
     "get_num_threads", "set_num_threads", "warmup",
 ]

@@ -128,8 +128,10 @@ def batchnorm_forward_samples(dtype):
     def add(desc, shape, affine=True, running=True, large=False, **options):
         c = shape[1]
         kwargs = dict(x=_bn_x(m, shape))
-        if affine:
-            kwargs.update(weight=m.normal(c), bias=m.normal(c))
+        if affine in (True, "weight"):
+            kwargs.update(weight=m.normal(c))
+        if affine in (True, "bias"):
+            kwargs.update(bias=m.normal(c))
         if running:
             kwargs.update(running_mean=m.normal(c), running_var=m.uniform(0.5, 2, c))
         kwargs.update(options)
@@ -137,6 +139,12 @@ def batchnorm_forward_samples(dtype):
 
     add("NC", (16, 5))
     add("NC-no-affine-no-running", (16, 5), affine=False, running=False)
+    add("NC-weight-only", (16, 5), affine="weight")
+    add("NC-bias-only", (16, 5), affine="bias", running=False)
+    add("NCHW-weight-only", (4, 3, 5, 6), affine="weight")
+    add("NCHW-bias-only", (4, 3, 5, 6), affine="bias")
+    add("eval-NC-weight-only", (16, 5), affine="weight", training=False)
+    add("eval-NC-bias-only", (16, 5), affine="bias", training=False)
     add("NC-affine-no-running", (6, 7), running=False)
     add("NCHW", (4, 3, 5, 6), momentum=0.3, eps=1e-3)
     add("NCL", (3, 4, 7))
@@ -150,10 +158,23 @@ def batchnorm_forward_samples(dtype):
     add("eval-NC", (16, 5), training=False)
     add("eval-NCHW-no-affine", (4, 3, 5, 6), affine=False, training=False)
     add("eval-NCL", (3, 4, 7), training=False, eps=0.1)
-    add("large-NC", (256, 160), large=True)
-    add("large-NCHW", (8, 16, 18, 18), large=True)
-    add("large-eval-NCHW", (8, 16, 18, 18), training=False, large=True)
-    return _with_out(samples, "x")
+    # Large: above the parallel threshold and more than one 65536-element
+    # tile, so the numba kernels split the work (test_threads.py checks).
+    add("large-NC", (512, 160), large=True)
+    add("large-NCHW", (16, 16, 18, 18), large=True)
+    add("large-eval-NCHW", (16, 16, 18, 18), training=False, large=True)
+    add("large-eval-NC-no-affine", (512, 160), affine=False, training=False, large=True)
+    samples = _with_out(samples, "x")
+    samples.append(Sample("large-eval-NC-out", dict(samples[-1].kwargs, training=False),
+                          large=True))
+    # Zero-stride inputs (np.broadcast_to): read-only views whose elements repeat.
+    samples.append(Sample("NCL-broadcast-inputs", dict(
+        x=np.broadcast_to(_bn_x(m, (1, 3, 7)), (4, 3, 7)),
+        weight=np.broadcast_to(dtype.type(1.5), (3,)), bias=m.normal(3))))
+    samples.append(Sample("eval-NC-broadcast-inputs", dict(
+        x=np.broadcast_to(_bn_x(m, (1, 5)), (6, 5)), running_mean=m.normal(5),
+        running_var=np.broadcast_to(dtype.type(2.0), (5,)), training=False)))
+    return samples
 
 
 def _with_out(samples, like):
@@ -181,6 +202,35 @@ def _out_errors(base, like):
         _bad(base, f"out-is-{like}", ValueError, "out", **{like: overlapping},
              out=overlapping),
     ]
+
+
+def _sharing(base, writer, like, other):
+    """``base`` with argument ``writer`` (shaped and typed as array ``like``)
+    and argument ``other`` placed in one buffer so that they partly overlap."""
+    kwargs = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in base.items()}
+    source = np.asarray(base[other])
+    raw = np.zeros(like.nbytes + source.nbytes + 8, np.uint8)
+    start = max(0, (like.nbytes - source.nbytes // 2) // 8 * 8)
+    kwargs[writer] = raw[:like.nbytes].view(like.dtype).reshape(like.shape)
+    shared = raw[start:start + source.nbytes].view(source.dtype).reshape(source.shape)
+    shared[...] = source
+    kwargs[other] = shared
+    return kwargs
+
+
+def _overlap_errors(base, writer, like, others):
+    """One case per argument in ``others`` that the written argument ``writer``
+    partly overlaps; the message begins with one of the two names (and the
+    generic test checks that it names both)."""
+    return [ErrorCase(f"{writer}-overlaps-{other}", _sharing(base, writer, like, other),
+                      ValueError, (writer, other)) for other in others]
+
+
+def _self_overlapping(like):
+    """A writeable array of ``like``'s shape whose rows are one row of memory."""
+    row = np.zeros(like.shape[-1], like.dtype)
+    return np.lib.stride_tricks.as_strided(row, like.shape,
+                                           (0,) * (like.ndim - 1) + row.strides)
 
 
 def batchnorm_forward_errors():
@@ -211,7 +261,42 @@ def batchnorm_forward_errors():
              training=False, running_var=None),
         _bad(base, "training-one-value-per-channel-NC", ValueError, "x", x=m.normal(1, 3)),
         _bad(base, "training-one-value-per-channel-NCHW", ValueError, "x", x=m.normal(1, 3, 1, 1)),
-    ] + _out_errors(base, "x")
+        _bad(base, "x-empty-batch", ValueError, "x", x=np.zeros((0, 3), f32)),
+        _bad(base, "x-empty-channels", ValueError, "x", x=np.zeros((6, 0), f32),
+             weight=None, bias=None, running_mean=None, running_var=None),
+        _bad(base, "x-empty-spatial", ValueError, "x", x=np.zeros((6, 3, 0), f32)),
+        _bad(base, "training-int", TypeError, "training", training=1),
+        _bad(base, "training-none", TypeError, "training", training=None),
+        _bad(base, "momentum-nan", ValueError, "momentum", momentum=float("nan")),
+        _bad(base, "momentum-string", TypeError, "momentum", momentum="0.1"),
+        _bad(base, "eps-nan", ValueError, "eps", eps=float("nan")),
+        _bad(base, "running_mean-readonly-in-training", ValueError, "running_mean",
+             running_mean=_readonly(base["running_mean"])),
+        _bad(base, "running_var-list-in-training", TypeError, "running_var",
+             running_var=[1.0, 1.0, 1.0]),
+        _bad(base, "running_var-broadcast-in-training", ValueError, "running_var",
+             running_var=np.broadcast_to(np.float32(1), (3,))),
+        _bad(base, "running_mean-is-running_var", ValueError, ("running_mean", "running_var"),
+             running_mean=base["running_var"], running_var=base["running_var"]),
+        _bad(base, "running_var-is-weight", ValueError, "running_var",
+             running_var=base["weight"], weight=base["weight"]),
+        _bad(base, "out-broadcast", ValueError, "out",
+             out=np.broadcast_to(np.float32(0), (6, 3))),
+        _bad(base, "out-self-overlapping", ValueError, "out", out=_self_overlapping(base["x"])),
+        _bad(base, "eval-out-readonly", ValueError, "out", training=False,
+             out=_readonly(np.zeros((6, 3), f32))),
+    ] + _out_errors(base, "x") + _overlap_errors(
+        base, "out", base["x"], ("x", "weight", "bias", "running_mean", "running_var")) + [
+        ErrorCase("eval-" + case.desc, dict(case.kwargs, training=False), case.error,
+                  case.arguments)
+        for case in _overlap_errors(base, "out", base["x"], ("running_mean", "running_var"))
+    ] + _overlap_errors(base, "running_mean", base["running_mean"], ("x", "weight", "bias"))
+
+
+def _readonly(array):
+    copy = np.array(array)
+    copy.flags.writeable = False
+    return copy
 
 
 def _bn_running_stats(kwargs):
@@ -272,7 +357,14 @@ def batchnorm_backward_errors():
         _bad(base, "mean-float64", TypeError, "mean", mean=np.zeros(3)),
         _bad(base, "invstd-int", TypeError, "invstd", invstd=np.ones(3, np.int64)),
         _bad(base, "weight-float64", TypeError, "weight", weight=np.ones(3)),
-    ] + _out_errors(base, "dy")
+        _bad(base, "x-empty", ValueError, "x", x=np.zeros((0, 3), np.float32),
+             dy=np.zeros((0, 3), np.float32)),
+        _bad(base, "training-string", TypeError, "training", training="yes"),
+        _bad(base, "out-broadcast", ValueError, "out",
+             out=np.broadcast_to(np.float32(0), (6, 3))),
+        _bad(base, "out-self-overlapping", ValueError, "out", out=_self_overlapping(base["dy"])),
+    ] + _out_errors(base, "dy") + _overlap_errors(
+        base, "out", base["dy"], ("dy", "x", "weight", "mean", "invstd"))
 
 
 def batchnorm_forward_scales(kw):
@@ -330,6 +422,11 @@ def softmax_errors():
         _bad(base, "x-int", TypeError, "x", x=np.ones((4, 5), np.int32)),
         _bad(base, "x-bool", TypeError, "x", x=np.ones((4, 5), bool)),
         _bad(base, "x-complex", TypeError, "x", x=np.ones((4, 5), np.complex64)),
+        _bad(base, "x-empty", ValueError, "x", x=np.zeros((4, 0), np.float32)),
+        _bad(base, "x-0d", ValueError, "x", x=np.array(1.0, np.float32)),
+        _bad(base, "axis-float", TypeError, "axis", axis=1.0),
+        _bad(base, "axis-bool", TypeError, "axis", axis=True),
+        _bad(base, "axis-none", TypeError, "axis", axis=None),
     ]
 
 
@@ -341,19 +438,27 @@ def ce_cases(dtype):
     cases = []
 
     def add(desc, n, c, target="labels", large=False, ignored=0, ignore_index=None,
-            weight=False, **options):
-        logits = m.normal(n, c, scale=3)
+            weight=False, spatial=(), **options):
+        # spatial: (d1, ..., dk) of a segmentation input, logits (n, c, d1, ..., dk)
+        positions = n * int(np.prod(spatial))
+        logits = m.normal(positions, c, scale=3)
         if target == "labels":
-            tgt = m.labels(n, c)
+            tgt = m.labels(positions, c)
             if ignored:
-                tgt[m.rng.choice(n, ignored, replace=False)] = (
+                tgt[m.rng.choice(positions, ignored, replace=False)] = (
                     -100 if ignore_index is None else ignore_index)
         elif target == "int32":
-            tgt = m.labels(n, c).astype(np.int32)
+            tgt = m.labels(positions, c).astype(np.int32)
         elif target == "onehot":
-            tgt = np.eye(c, dtype=dtype)[m.labels(n, c)]
+            tgt = np.eye(c, dtype=dtype)[m.labels(positions, c)]
         else:
-            tgt = m.probabilities(n, c)
+            tgt = m.probabilities(positions, c)
+        if spatial:
+            logits = np.moveaxis(logits.reshape((n,) + spatial + (c,)), -1, 1).copy()
+            if tgt.ndim == 2:
+                tgt = np.moveaxis(tgt.reshape((n,) + spatial + (c,)), -1, 1).copy()
+            else:
+                tgt = tgt.reshape((n,) + spatial)
         if ignore_index is not None:
             options["ignore_index"] = ignore_index
         if weight:
@@ -384,6 +489,15 @@ def ce_cases(dtype):
     add("one-class", 5, 1)
     add("one-sample-weight-smoothing", 1, 5, weight=True, label_smoothing=0.1)
     add("wide-smoothing", 4, 1000, label_smoothing=0.1)
+    add("spatial-labels-mean", 3, 5, spatial=(4,))
+    add("spatial-2d-weight-ignored-none", 2, 6, spatial=(3, 4), weight=True, ignored=5,
+        reduction="none")
+    add("spatial-smoothing-sum", 2, 4, spatial=(2, 3), label_smoothing=0.2, reduction="sum")
+    add("spatial-probs-mean", 2, 5, spatial=(3, 2), target="probs")
+    add("spatial-probs-weight-none", 2, 3, spatial=(5,), target="probs", weight=True,
+        reduction="none")
+    add("large-spatial-weight-mean", 4, 40, spatial=(16, 16), weight=True, ignored=30,
+        large=True)
     add("large-weight-ignored-smoothing-mean", 128, 300, weight=True, ignored=9,
         label_smoothing=0.1, large=True)
     add("large-probs-none", 128, 300, target="probs", reduction="none", large=True)
@@ -400,7 +514,7 @@ def softmax_cross_entropy_backward_samples(dtype):
     samples = []
     for desc, logits, target, options, large in ce_cases(dtype):
         if options.get("reduction", "mean") == "none":
-            grad_loss = m.uniform(-1, 2, logits.shape[0])
+            grad_loss = m.uniform(-1, 2, *(logits.shape[:1] + logits.shape[2:]))
         else:
             grad_loss = 0.75      # not 1, so that ignoring it is caught
         kwargs = dict(logits=logits, target=target, grad_loss=grad_loss, **options)
@@ -425,6 +539,7 @@ def _with(array, index, value):
 
 
 def _ce_errors(extra=()):
+    f32 = np.float32
     m = _Maker(np.dtype(np.float32), 403)
     base = dict(logits=m.normal(6, 4), target=m.labels(6, 4), weight=m.uniform(0.5, 2, 4))
     labels = base["target"]
@@ -458,6 +573,20 @@ def _ce_errors(extra=()):
              label_smoothing=-0.1),
         _bad(base, "label_smoothing-above-1", ValueError, "label_smoothing",
              label_smoothing=1.5),
+        _bad(base, "label_smoothing-nan", ValueError, "label_smoothing",
+             label_smoothing=float("nan")),
+        _bad(base, "logits-empty-batch", ValueError, "logits", logits=np.zeros((0, 4), f32),
+             target=labels[:0]),
+        _bad(base, "logits-empty-classes", ValueError, "logits", logits=np.zeros((6, 0), f32),
+             weight=None),
+        _bad(base, "ignore_index-float", TypeError, "ignore_index", ignore_index=-100.0),
+        _bad(base, "ignore_index-bool", TypeError, "ignore_index", ignore_index=False),
+        _bad(base, "ignore_index-huge", ValueError, "ignore_index", ignore_index=2**70),
+        _bad(base, "reduction-none-object", ValueError, "reduction", reduction=None),
+        _bad(base, "spatial-target-shape", ValueError, "target", logits=m.normal(6, 4, 3),
+             target=np.zeros((6, 2), np.int64)),
+        _bad(base, "spatial-probabilities-shape", ValueError, "target",
+             logits=m.normal(6, 4, 3), target=np.full((6, 3, 4), 0.25, f32)),
     ]
     return errors + [_bad(base, *case[:3], **case[3]) for case in extra]
 
@@ -478,7 +607,19 @@ def softmax_cross_entropy_backward_errors():
          dict(grad_loss=np.ones(6), reduction="none")),
         ("grad_loss-int-for-none", TypeError, "grad_loss",
          dict(grad_loss=np.ones(6, np.int64), reduction="none")),
+        ("grad_loss-nan", ValueError, "grad_loss", dict(grad_loss=float("nan"))),
+        ("grad_loss-nan-for-none", ValueError, "grad_loss",
+         dict(grad_loss=float("nan"), reduction="none")),
+        ("grad_loss-string", TypeError, "grad_loss", dict(grad_loss="1")),
+        ("spatial-grad_loss-shape-for-none", ValueError, "grad_loss",
+         dict(logits=np.zeros((6, 4, 3), f32), target=np.zeros((6, 3), np.int64),
+              grad_loss=np.ones(6, f32), reduction="none")),
     ])
+
+
+def _ce_base():
+    m = _Maker(np.dtype(np.float32), 403)
+    return dict(logits=m.normal(6, 4), target=m.labels(6, 4), weight=m.uniform(0.5, 2, 4))
 
 
 def softmax_cross_entropy_with_grad_errors():
@@ -491,15 +632,26 @@ def softmax_cross_entropy_with_grad_errors():
         ("out-float64", TypeError, "out", dict(out=np.zeros((6, 4)))),
         ("out-int", TypeError, "out", dict(out=np.zeros((6, 4), np.int32))),
         ("out-readonly", ValueError, "out", dict(out=readonly)),
-    ])
+        ("out-broadcast", ValueError, "out",
+         dict(out=np.broadcast_to(np.float32(0), (6, 4)))),
+        ("out-self-overlapping", ValueError, "out",
+         dict(out=_self_overlapping(np.zeros((6, 4), f32)))),
+        ("out-spatial-shape", ValueError, "out",
+         dict(logits=np.zeros((6, 4, 3), f32), target=np.zeros((6, 3), np.int64),
+              out=np.zeros((6, 3, 4), f32))),
+    ]) + _overlap_errors(_ce_base(), "out", _ce_base()["logits"], ("logits", "target", "weight")) + [
+        ErrorCase("out-overlaps-probabilities", _sharing(
+            dict(_ce_base(), target=_Maker(np.dtype(f32), 404).probabilities(6, 4)),
+            "out", _ce_base()["logits"], "target"), ValueError, ("out", "target")),
+    ]
 
 
 def _ce_term_scales(kw):
     """(loss, gradient) term sizes.  loss_i = -sum_c q[i,c] (z[i,c] - lse_i) may be
     formed as lse_i - z[i,y] (terms |z| + |lse|); dlogits = p Q - q cancels
     to 0 where the target matches the softmax (terms p Q + q)."""
-    logits = kw["logits"]
-    q, divisor = oracle._target_weights(logits, kw["target"], kw.get("weight"),
+    logits, target = oracle._positions(kw["logits"], kw["target"])
+    q, divisor = oracle._target_weights(logits, target, kw.get("weight"),
                                         kw.get("ignore_index", -100),
                                         kw.get("label_smoothing", 0.0))
     divisor = divisor or 1.0          # nothing counted: q = 0, and 0 is exact
@@ -513,7 +665,8 @@ def _ce_term_scales(kw):
     reduction = kw.get("reduction", "mean")
     grad_loss = kw.get("grad_loss", 1.0)
     if reduction == "none":
-        factor = np.abs(np.broadcast_to(np.asarray(grad_loss, float), (len(logits),)))
+        factor = np.abs(np.broadcast_to(np.asarray(grad_loss, float),
+                                        oracle._position_shape(kw["logits"])).reshape(-1))
         return loss_rows.max(), (grad_terms * factor[:, None]).max()
     per = divisor if reduction == "mean" else 1.0
     return loss_rows.sum() / per, (grad_terms * abs(float(grad_loss)) / per).max()
@@ -541,8 +694,13 @@ def _linear_cases(dtype, seed):
         ("odd-relu", 33, 17, 9, True, "relu", False),
         ("large-relu", 256, 96, 160, True, "relu", True),
         ("large-bias", 256, 96, 160, True, None, True),
+        ("3d-input-bias-relu", (2, 5), 6, 4, True, "relu", False),
+        ("4d-input-no-bias", (2, 3, 2), 5, 3, False, None, False),
+        ("1d-input-bias", (), 7, 3, True, None, False),
+        ("large-3d-input-relu", (8, 32), 96, 160, True, "relu", True),
     ]:
-        x = m.normal(n, k)
+        leading = n if isinstance(n, tuple) else (n,)
+        x = m.normal(*leading, k)
         weight = m.normal(out, k, scale=1 / np.sqrt(k))
         cases.append((desc, x, weight, m.normal(out) if bias else None, activation, large))
     return m, cases
@@ -571,17 +729,18 @@ def linear_backward_samples(dtype):
 
 def linear_forward_scales(kw):
     """A product's entries may cancel: judge them against sum |x| |w| + |b|."""
-    terms = np.abs(kw["x"]) @ np.abs(kw["weight"]).T
+    terms = np.abs(kw["x"].reshape(-1, kw["x"].shape[-1])) @ np.abs(kw["weight"]).T
     if kw.get("bias") is not None:
         terms = terms + np.abs(kw["bias"])
     return terms.max()
 
 
 def linear_backward_scales(kw):
-    dz = np.abs(kw["dy"])
+    dz = np.abs(kw["dy"]).reshape(-1, kw["dy"].shape[-1])
+    x = np.abs(kw["x"]).reshape(-1, kw["x"].shape[-1])
     dx = (dz @ np.abs(kw["weight"])).max() if kw.get("need_dx", True) else None
     dbias = dz.sum(axis=0).max() if kw.get("has_bias", True) else None
-    return (dx, (dz.T @ np.abs(kw["x"])).max(), dbias)
+    return (dx, (dz.T @ x).max(), dbias)
 
 
 def linear_forward_errors():
@@ -598,6 +757,10 @@ def linear_forward_errors():
         _bad(base, "bias-2d", ValueError, "bias", bias=m.normal(1, 3)),
         _bad(base, "bias-float64", TypeError, "bias", bias=np.ones(3)),
         _bad(base, "activation-unknown", ValueError, "activation", activation="gelu"),
+        _bad(base, "x-empty", ValueError, "x", x=np.zeros((0, 4), np.float32)),
+        _bad(base, "x-3d-features", ValueError, ("weight", "x"), x=m.normal(2, 5, 3)),
+        _bad(base, "weight-empty", ValueError, "weight", weight=np.zeros((0, 4), np.float32),
+             bias=None),
     ]
 
 
@@ -615,6 +778,12 @@ def linear_backward_errors():
         _bad(base, "dy-int", TypeError, "dy", dy=np.ones((5, 3), np.int64)),
         _bad(base, "weight-float64", TypeError, "weight", weight=np.ones((3, 4))),
         _bad(base, "activation-unknown", ValueError, "activation", activation="tanh"),
+        _bad(base, "has_bias-int", TypeError, "has_bias", has_bias=1),
+        _bad(base, "need_dx-string", TypeError, "need_dx", need_dx="yes"),
+        _bad(base, "dy-3d-shape", ValueError, "dy", x=m.normal(2, 5, 4), dy=m.normal(10, 3),
+             y=np.abs(m.normal(2, 5, 3))),
+        _bad(base, "x-empty", ValueError, "x", x=np.zeros((0, 4), np.float32),
+             dy=np.zeros((0, 3), np.float32), y=np.zeros((0, 3), np.float32)),
     ]
 
 

@@ -12,6 +12,8 @@ features of a Linear layer.  The gradients here are themselves checked by
 central finite differences of the losses here (``test_oracle.py``).
 """
 
+import math
+
 import numpy as np
 
 
@@ -22,6 +24,10 @@ def _f64(a):
 def _channel_shape(x):
     """Shape that broadcasts a per-channel (C,) vector against x (N, C, *spatial)."""
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _exact_column_sums(values):
+    return np.array([math.fsum(column) for column in values.T])
 
 
 def _per_channel_values(x):
@@ -44,8 +50,11 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
     if training:
         values = _per_channel_values(x)
         count = values.shape[0]
-        mean = values.sum(axis=0) / count
-        var = ((values - mean) ** 2).sum(axis=0) / count   # two-pass: no cancellation
+        # Correctly rounded sums (math.fsum), two passes: the mean is exact to
+        # the last bit and the variance suffers neither cancellation nor the
+        # n * eps drift of a running sum, for any mean against any spread.
+        mean = _exact_column_sums(values) / count
+        var = _exact_column_sums((values - mean) ** 2) / count
         if running_mean is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
         if running_var is not None:
@@ -58,7 +67,9 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
     shape = _channel_shape(x)
     y = (x - mean.reshape(shape)) * invstd.reshape(shape)
     if weight is not None:
-        y = y * _f64(weight).reshape(shape) + _f64(bias).reshape(shape)
+        y = y * _f64(weight).reshape(shape)
+    if bias is not None:
+        y = y + _f64(bias).reshape(shape)
     return y, mean, invstd
 
 
@@ -143,13 +154,41 @@ def _per_sample_loss(logits, q):
     return -terms.sum(axis=1)
 
 
+def _positions(logits, target):
+    """(N, C, d1, ..., dk) logits as (positions, C) rows, each position an
+    independent sample (torch's K-dimensional cross-entropy); the target in
+    the same order."""
+    logits, target = _f64(logits), np.asarray(target)
+    if logits.ndim == 2:
+        return logits, target
+    c = logits.shape[1]
+    rows = np.moveaxis(logits, 1, -1).reshape(-1, c)
+    if target.ndim == logits.ndim:                      # probabilities
+        return rows, np.moveaxis(target, 1, -1).reshape(-1, c)
+    return rows, target.reshape(-1)
+
+
+def _position_shape(logits):
+    shape = np.shape(logits)
+    return shape[:1] + shape[2:]
+
+
+def _as_logits(grad, logits):
+    """(positions, C) rows back to the logits' (N, C, d1, ..., dk) layout."""
+    shape = np.shape(logits)
+    if len(shape) == 2:
+        return grad
+    return np.moveaxis(grad.reshape(shape[:1] + shape[2:] + shape[1:2]), -1, 1)
+
+
 def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100,
                           reduction="mean", label_smoothing=0.0):
-    logits = _f64(logits)
+    shape = _position_shape(logits)
+    logits, target = _positions(logits, target)
     q, divisor = _target_weights(logits, target, weight, ignore_index, label_smoothing)
     per_sample = _per_sample_loss(logits, q)
     if reduction == "none":
-        return per_sample
+        return per_sample.reshape(shape)
     if reduction == "sum":
         return np.asarray(per_sample.sum())
     return np.asarray(per_sample.sum() / divisor if divisor != 0 else np.nan)
@@ -165,15 +204,17 @@ def softmax_cross_entropy_backward(logits, target, grad_loss=1.0, *, weight=None
     counted (divisor 0) every row has q = 0 and the gradient is 0, as
     PyTorch's, although the "mean" loss is nan.
     """
-    logits = _f64(logits)
+    original = logits
+    logits, target = _positions(logits, target)
     q, divisor = _target_weights(logits, target, weight, ignore_index, label_smoothing)
     p = softmax(logits, axis=1)
     grad = p * q.sum(axis=1, keepdims=True) - q
     if reduction == "none":
-        return grad * _f64(grad_loss)[:, None]
+        scale = np.broadcast_to(_f64(grad_loss), _position_shape(original)).reshape(-1)
+        return _as_logits(grad * scale[:, None], original)
     if reduction == "mean":
         grad = grad / divisor if divisor != 0 else grad
-    return grad * float(grad_loss)
+    return _as_logits(grad * float(grad_loss), original)
 
 
 def softmax_cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100,
@@ -182,14 +223,14 @@ def softmax_cross_entropy_with_grad(logits, target, *, weight=None, ignore_index
     options = dict(weight=weight, ignore_index=ignore_index, reduction=reduction,
                    label_smoothing=label_smoothing)
     loss = softmax_cross_entropy(logits, target, **options)
-    grad_loss = np.ones(np.shape(logits)[0]) if reduction == "none" else 1.0
+    grad_loss = np.ones(_position_shape(logits)) if reduction == "none" else 1.0
     return loss, softmax_cross_entropy_backward(logits, target, grad_loss, **options)
 
 
 # -------------------------------------------------------------------- linear
 
 def linear_forward(x, weight, bias=None, *, activation=None):
-    """y = activation(x @ weight.T + bias); x (N, K), weight (M, K), bias (M,)."""
+    """y = activation(x @ weight.T + bias); x (*, K), weight (M, K), bias (M,)."""
     z = _f64(x) @ _f64(weight).T
     if bias is not None:
         z = z + _f64(bias)
@@ -203,5 +244,7 @@ def linear_backward(dy, x, weight, *, y=None, activation=None, has_bias=True, ne
     if activation == "relu":
         dz = np.where(_f64(y) > 0, dz, 0.0)
     dx = dz @ _f64(weight) if need_dx else None
-    dbias = dz.sum(axis=0) if has_bias else None
-    return dx, dz.T @ _f64(x), dbias
+    # Leading axes (*, K) are all batch: every position adds to dweight and dbias.
+    dz_rows, x_rows = dz.reshape(-1, dz.shape[-1]), _f64(x).reshape(-1, np.shape(x)[-1])
+    dbias = dz_rows.sum(axis=0) if has_bias else None
+    return dx, dz_rows.T @ x_rows, dbias

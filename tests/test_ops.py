@@ -117,6 +117,9 @@ def test_bad_input(op, case, backend):
         op.function(**case.kwargs, backend=backend)
     message = str(info.value)
     assert "expected" in message and "got" in message, f"say what was expected and got: {message}"
+    if "-overlaps-" in case.desc:
+        assert all(name in message for name in case.arguments), (
+            f"an overlap error names both arguments: {message}")
     assert changed_arguments(case.kwargs, before) == [], "a rejected call modified an input"
 
 

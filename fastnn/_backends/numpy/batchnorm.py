@@ -30,7 +30,8 @@ Backward, evaluation (a fixed affine map):
 
 The variance is computed in two passes (mean first, then squared
 deviations), so it stays accurate when the mean is large against the spread,
-where E[x^2] - E[x]^2 would cancel.  float32 sums are accumulated in float64.
+where E[x^2] - E[x]^2 would cancel; the mean itself is summed from values
+shifted by one value of the channel.  float32 sums are accumulated in float64.
 """
 
 import numpy as np
@@ -50,9 +51,14 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var,
     acc = _acc_dtype(x.dtype)
     if training:
         n = x.shape[0] * x.shape[2]
-        batch_mean = x.mean(axis=(0, 2), dtype=acc)
-        centered = x - _per_channel(batch_mean)
-        var = np.einsum("ncs,ncs->c", centered, centered, dtype=acc) / n
+        # Each channel's values as one contiguous row (a copy), so that NumPy
+        # sums them pairwise (an error of ~log n roundings, not n), shifted
+        # by one value of the channel so the sums stay small where the mean
+        # is large against the spread.
+        values = x.transpose(1, 0, 2).reshape(x.shape[1], -1).astype(acc)
+        shift = values[:, :1]
+        batch_mean = (shift + (values - shift).sum(axis=1, keepdims=True) / n)[:, 0]
+        var = ((values - batch_mean[:, None]) ** 2).sum(axis=1) / n
         if running_mean.size:
             running_mean *= 1 - momentum
             running_mean += momentum * batch_mean

@@ -334,9 +334,11 @@ def batchnorm_backward_samples(dtype):
     add("NC-wide", (24, 301))
     add("eval-NC", (16, 5), training=False)
     add("eval-NCHW-no-affine", (4, 3, 5, 6), affine=False, training=False)
-    add("large-NC", (256, 160), large=True)
-    add("large-NCHW", (8, 16, 18, 18), large=True)
-    add("large-eval-NCHW", (8, 16, 18, 18), training=False, large=True)
+    add("large-NC", (512, 160), large=True)
+    add("large-NC-no-affine", (512, 160), affine=False, large=True)
+    add("large-NCHW", (16, 16, 18, 18), large=True)
+    add("large-eval-NCHW", (16, 16, 18, 18), training=False, large=True)
+    add("large-eval-NC-no-affine", (512, 160), affine=False, training=False, large=True)
     return _with_out(samples, "dy")
 
 

@@ -244,3 +244,33 @@ def no_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield
+
+
+# ------------------------------------------------------------- kernel paths
+
+@contextlib.contextmanager
+def numba_parallel_calls():
+    """Record which of the numba backend's parallel entry points run in the block.
+
+    Yields a list that receives the qualified name of every ``parallel=True``
+    entry point called (the backend's Python wrappers look them up as module
+    globals, so wrapping those globals sees every call).
+    """
+    import importlib
+    from fastnn._backends.numba import _jit
+    parallel = {id(d) for d, _ in _jit.ENTRY_POINTS if d.targetoptions.get("parallel")}
+    calls, patched = [], []
+    for name in ("batchnorm", "softmax", "linear"):
+        module = importlib.import_module(f"fastnn._backends.numba.{name}")
+        for attribute, value in list(vars(module).items()):
+            if id(value) in parallel:
+                def recording(*args, _kernel=value, _name=value.py_func.__qualname__):
+                    calls.append(_name)
+                    return _kernel(*args)
+                setattr(module, attribute, recording)
+                patched.append((module, attribute, value))
+    try:
+        yield calls
+    finally:
+        for module, attribute, value in patched:
+            setattr(module, attribute, value)

@@ -36,7 +36,9 @@ from .support import (
 LARGE_MEAN = {np.dtype(np.float32): (1e4, 1e-2), np.dtype(np.float64): (1e8, 1e-1)}
 
 
-@pytest.mark.parametrize("shape", [(512, 8), (8192, 8), (16, 4, 16, 16), (64, 4, 16, 16)],
+# The "parallel" shapes exceed the numba kernels' parallel threshold and hold
+# several 65536-element work tiles (asserted below when threads are available).
+@pytest.mark.parametrize("shape", [(512, 8), (40000, 8), (16, 4, 16, 16), (64, 4, 32, 32)],
                          ids=["NC", "NC-parallel", "NCHW", "NCHW-parallel"])
 def test_batchnorm_large_mean(backend, dtype, shape):
     center, spread = LARGE_MEAN[dtype]
@@ -47,9 +49,16 @@ def test_batchnorm_large_mean(backend, dtype, shape):
     reference_mean, reference_var = np.zeros(c), np.ones(c)
     _, mean_expected, invstd_expected = oracle.batchnorm_forward(
         x, running_mean=reference_mean, running_var=reference_var)
-    with no_warnings():
+    with no_warnings(), _parallel_calls(backend) as calls:
         y, mean, invstd = fastnn.batchnorm_forward(x, None, None, running_mean, running_var,
                                                    backend=backend)
+    if "parallel" in shape_id(shape) and backend == "numba" and _threads() > 1:
+        assert calls, "the parallel-size case ran the serial kernel"
+    # y element by element, as tight as any other float result: the kernel
+    # must get the mean and variance right to the last few bits, for float64
+    # at mean 1e8 against a spread of 0.1 too.
+    y_expected = oracle.batchnorm_forward(x)[0]
+    assert_close(y, y_expected, tolerance(dtype), "y")
     variance_tol = Tolerance(rtol=LARGE_MEAN_VARIANCE_RTOL[dtype], atol=0)
     # The mean within two roundings of a number of that size plus 0.1% of the
     # spread (a summation error the variance and y would not notice).
@@ -63,6 +72,23 @@ def test_batchnorm_large_mean(backend, dtype, shape):
     assert np.all(np.abs(per_channel.mean(axis=0)) < LARGE_MEAN_Y_MEAN_ATOL), "y is not centred"
     assert_close(per_channel.std(axis=0), np.sqrt(1 - 1e-5 * invstd_expected ** 2),
                  Tolerance(rtol=LARGE_MEAN_Y_SPREAD_RTOL, atol=0), "spread of y")
+
+
+def shape_id(shape):
+    return {(40000, 8): "parallel", (64, 4, 32, 32): "parallel"}.get(tuple(shape), "")
+
+
+def _threads():
+    import numba
+    return numba.get_num_threads()
+
+
+def _parallel_calls(backend):
+    import contextlib
+    if backend != "numba":
+        return contextlib.nullcontext([])
+    from .support import numba_parallel_calls
+    return numba_parallel_calls()
 
 
 @pytest.mark.parametrize("shape", [(8, 3), (4096, 8), (2, 3, 4, 4)], ids=str)
@@ -91,10 +117,21 @@ def test_batchnorm_constant_channel(backend, dtype, shape):
     assert_close(y, np.broadcast_to(bias.reshape(channel), shape),
                  Tolerance(rtol=0, atol=CONSTANT_CHANNEL_ULPS * np.finfo(dtype).eps), "y",
                  scale=rounding)
+    # The backward: x - mean is exactly 0, so dweight = sum(dy * xhat) is exactly
+    # 0, dbias = sum(dy) exact (multiples of 1/8, power-of-2 counts), and
+    # dx = weight * invstd * (dy - mean(dy)) to the rounding of that product.
+    dy = (rng.integers(-16, 17, shape) / 8).astype(dtype)
     with no_warnings():
-        dx, dweight, dbias = fastnn.batchnorm_backward(np.ones(shape, dtype), x, weight, mean,
-                                                       invstd, backend=backend)
-    assert np.all(np.isfinite(dx)) and np.all(np.isfinite(dweight)) and np.all(np.isfinite(dbias))
+        dx, dweight, dbias = fastnn.batchnorm_backward(dy, x, weight, mean, invstd,
+                                                       backend=backend)
+    axes = tuple(a for a in range(len(shape)) if a != 1)
+    assert np.array_equal(dweight, np.zeros(c, dtype)), "dweight"
+    assert np.array_equal(dbias, dy.astype(np.float64).sum(axis=axes)), "dbias"
+    k1 = (weight.astype(np.float64) * invstd).reshape(channel)
+    dx_expected = k1 * (dy - dy.astype(np.float64).mean(axis=axes, keepdims=True))
+    assert_close(dx, dx_expected, Tolerance(rtol=0, atol=CONSTANT_CHANNEL_ULPS
+                                            * np.finfo(dtype).eps), "dx",
+                 scale=np.abs(k1).max() * np.abs(dy).max())
 
 
 # ------------------------------------------------------------------- softmax

@@ -9,7 +9,7 @@ as the public function does, so a test can compare both final states.
 
 Dimension letters: N batch, C channels or classes, K input and M output
 features of a Linear layer.  The gradients here are themselves checked by
-central finite differences of the losses here (``test_oracle.py``).
+central finite differences of the losses here (``test_gradients.py``).
 """
 
 import math

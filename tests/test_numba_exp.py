@@ -1,9 +1,9 @@
 """The numba backend's vectorizable exp (fastnn/_backends/numba/_vexp.py).
 
 Its softmax and cross-entropy kernels rest on it, so it is checked on its
-own: at most ~1.1 ulp from the correctly rounded exp over the whole range
-(a dense grid plus random points; float64 measured against long double),
-exact 0 below the underflow threshold and for -inf, inf and NaN passed
+own: at most ~1.1 ulp from the correctly rounded exp over its whole range,
+x <= 0 (a dense grid plus random points; float64 measured against long
+double), exact 0 below the underflow threshold and for -inf, NaN passed
 through, and the subnormal range within one unit of the smallest subnormal.
 """
 
@@ -22,30 +22,26 @@ from fastnn._backends.numba import _vexp  # noqa: E402
 
 
 @numba.njit
-def _apply(function_code, x):
+def _apply(x):
     out = np.empty_like(x)
     for i in range(x.size):
-        v = x[i]
-        if function_code == 0:
-            out[i] = _vexp.vexp(v)
-        else:
-            out[i] = _vexp.vexp_nonpositive(v)
+        out[i] = _vexp.vexp_nonpositive(x[i])
     return out
 
 
-# Per dtype: (lowest input with a nonzero result, highest finite one, long
-# double or float64 reference type, documented bound in ulps).
+# Per dtype: (lowest input with a nonzero result, long double or float64
+# reference type, documented bound in ulps).
 RANGES = {
-    np.float32: (-104.0, 88.7, np.float64, 1.06),
-    np.float64: (-745.2, 709.7, np.longdouble, 1.10),
+    np.float32: (-104.0, np.float64, 1.06),
+    np.float64: (-745.2, np.longdouble, 1.10),
 }
 
 
-def _inputs(dtype, low, high):
+def _inputs(dtype, low):
     rng = np.random.default_rng(41)
-    grid = np.linspace(low, high, 400_001)
-    near_zero = np.linspace(-1.0, 1.0, 100_001)
-    random = rng.uniform(low, high, 200_000)
+    grid = np.linspace(low, 0.0, 400_001)
+    near_zero = np.linspace(-1.0, 0.0, 100_001)
+    random = rng.uniform(low, 0.0, 200_000)
     return np.concatenate([grid, near_zero, random]).astype(dtype)
 
 
@@ -59,15 +55,12 @@ def _ulps(got, x, reference_type, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
-@pytest.mark.parametrize("variant", ["vexp", "vexp_nonpositive"])
-def test_accuracy(dtype, variant):
-    low, high, reference_type, bound = RANGES[dtype]
+def test_accuracy(dtype):
+    low, reference_type, bound = RANGES[dtype]
     if np.finfo(reference_type).nmant <= np.finfo(dtype).nmant:
         pytest.skip("no wider float type for the float64 reference on this platform")
-    x = _inputs(dtype, low, high)
-    if variant == "vexp_nonpositive":
-        x = x[x <= 0]
-    got = _apply(0 if variant == "vexp" else 1, x)
+    x = _inputs(dtype, low)
+    got = _apply(x)
     normal = np.abs(got) >= np.finfo(dtype).tiny
     ulps = _ulps(got[normal], x[normal], reference_type, dtype)
     assert ulps.max() <= bound, f"{ulps.max():.3f} ulp at x = {x[normal][ulps.argmax()]!r}"
@@ -81,10 +74,7 @@ def test_accuracy(dtype, variant):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 def test_special_values(dtype):
     x = np.array([-np.inf, -1e4, -800.0, 0.0, -0.0, np.nan], dtype)
-    for code in (0, 1):
-        got = _apply(code, x)
-        assert got[0] == 0 and got[1] == 0 and got[2] == 0, got
-        assert got[3] == 1 and got[4] == 1, got
-        assert np.isnan(got[5])
-    got = _apply(0, np.array([np.inf, 1e4, 1000.0], dtype))
-    assert np.all(got == np.inf), got
+    got = _apply(x)
+    assert got[0] == 0 and got[1] == 0 and got[2] == 0, got
+    assert got[3] == 1 and got[4] == 1, got
+    assert np.isnan(got[5])

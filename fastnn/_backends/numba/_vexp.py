@@ -2,7 +2,7 @@
 
 Why it exists: the llvmlite wheels carry no SVML, so ``math.exp`` inside a
 Numba loop stays a scalar libm call, and the softmax kernels spend most of
-their time in it (see /work/shared/PERF_NOTES.md).  The functions here use
+their time in it (docs/PERFORMANCE.md).  The functions here use
 only operations LLVM can put in vector registers - multiply-adds, compares
 that become min/max, integer adds and shifts on a float's bits - with no
 branch and no call, so once inlined into a loop the loop vectorizer turns
@@ -26,26 +26,20 @@ clamped first in a way that lets NaN through (``x < lo`` is false for NaN):
 ``-inf`` and anything below the underflow threshold give exactly 0, NaN
 gives NaN, and no step makes a NaN from a non-NaN.
 
-Variants
-- ``vexp(x)``: any x.  ``+inf`` and results beyond the largest float give
-  ``+inf``; 2**k is split in two factors 2**k1 * 2**k2 to cover the range.
-- ``vexp_nonpositive(x)``: for x <= 0 (and -inf, NaN) - what softmax needs,
-  as it exponentiates ``x - max``.  One clamp, and 2**k made as the normal
-  number 2**(k + raise) times the constant 2**-raise (exact, also when 2**k
-  is subnormal), off the critical path: 20 vector instructions per 8
-  float32 values instead of about 30.  No upper clamp: wrong for large
-  positive x.
-Both are generic over float32/float64 (a Numba ``overload`` picks
-``*_f32``/``*_f64`` at compile time) and callable from jitted code only; the
-``*_f32``/``*_f64`` functions are jitted and can be tested directly.  The
+``vexp_nonpositive(x)`` is for x <= 0 (and -inf, NaN): what softmax needs,
+as it exponentiates ``x - max``.  One clamp, and 2**k made as the normal
+number 2**(k + raise) times the constant 2**-raise (exact, also when 2**k
+is subnormal), off the critical path: 20 vector instructions per 8 float32
+values.  No upper clamp: wrong for large positive x.  It is generic over
+float32/float64 (a Numba ``overload`` picks ``exp_nonpositive_f32``/``_f64``
+at compile time) and callable from jitted code only.  The
 float32 versions compute in float32 - every float32 constant below is a
 ``np.float32``, as a Python float would promote the arithmetic to float64.
 
-Accuracy, measured against ``np.exp`` in 80-bit long double (a jitted loop
-of ``vexp`` over a 3-million-point grid of the whole range plus 2 million
-random points): at most 1.10 ulp for float64 and 1.06 ulp for float32, at
-most one unit of the smallest subnormal in the subnormal range; exactly 0
-for -inf, inf for +inf, NaN for NaN.
+Accuracy, measured against ``np.exp`` in 80-bit long double over the whole
+range x <= 0 (tests/test_numba_exp.py): at most 1.10 ulp for float64 and
+1.06 ulp for float32, at most one unit of the smallest subnormal in the
+subnormal range; exactly 0 for -inf, NaN for NaN.
 
 ``fma`` comes from ``_intrinsics.py``, with the other LLVM building blocks.
 """
@@ -93,11 +87,10 @@ def _make_pow2_intrinsic(raise_f64, raise_f32):
     return pow2_from_shifted
 
 
-# vexp_nonpositive: k is in [-1077, 0] (float64) or [-150, 0] (float32), so
+# k is in [-1077, 0] (float64) or [-150, 0] (float32), so
 # 2**(k + raise) is a normal number for every k.
 _RAISE_64 = 55
 _RAISE_32 = 24
-_pow2_from_shifted = _make_pow2_intrinsic(0, 0)
 _pow2_raised_from_shifted = _make_pow2_intrinsic(_RAISE_64, _RAISE_32)
 
 
@@ -108,7 +101,6 @@ _MAGIC_64 = 6755399441055744.0          # 1.5 * 2**52
 _LN2_HI_64 = 0.6931471803691238         # 0x1.62e42fee00000p-1: k*hi exact for |k| < 2**21
 _LN2_LO_64 = 1.9082149292705877e-10     # ln2 - hi
 _LOWEST_64 = -746.0                     # exp(x) < 2**-1075 (rounds to 0) below this
-_HIGHEST_64 = 710.0                     # exp(x) > largest float64 above this
 _UNRAISE_64 = 2.0 ** -_RAISE_64
 # q(r) = (exp(r) - 1 - r) / r**2 on [-ln2/2, ln2/2], degree 9: error of the
 # whole polynomial 1.3e-17 (0.06 ulp); mpmath.chebyfit at 50 digits.
@@ -154,20 +146,6 @@ def _exp_reduced_f64(x):
 
 
 @jit()
-def exp_f64(x):
-    """exp(x) for float64 x, branch-free, any x."""
-    x = _LOWEST_64 if x < _LOWEST_64 else x
-    x = _HIGHEST_64 if x > _HIGHEST_64 else x
-    t, _, k = _exp_reduced_f64(x)
-    # k = k_half + k_rest with both in [-539, 513]: each 2**ki is normal.
-    shifted_half = fma(k, 0.5, _MAGIC_64)
-    k_half = shifted_half - _MAGIC_64
-    shifted_rest = (k - k_half) + _MAGIC_64
-    scale_half = _pow2_from_shifted(shifted_half)
-    return fma(scale_half, t, scale_half) * _pow2_from_shifted(shifted_rest)
-
-
-@jit()
 def exp_nonpositive_f64(x):
     """exp(x) for float64 x <= 0 (or -inf, NaN), branch-free."""
     x = _LOWEST_64 if x < _LOWEST_64 else x
@@ -187,8 +165,6 @@ _MAGIC_32 = np.float32(12582912.0)       # 1.5 * 2**23
 _LN2_HI_32 = np.float32(0.693359375)     # 355/512: k*hi exact for |k| < 2**15
 _LN2_LO_32 = np.float32(-0.00021219444170128554)
 _LOWEST_32 = np.float32(-104.0)          # exp(x) < 2**-150 (rounds to 0) below this
-_HIGHEST_32 = np.float32(89.0)           # exp(x) > largest float32 above this
-_HALF_32 = np.float32(0.5)
 _UNRAISE_32 = np.float32(2.0 ** -_RAISE_32)
 # q(r) of degree 4: polynomial error 7.8e-9 (0.07 ulp), coefficients
 # rounded to float32.
@@ -214,19 +190,6 @@ def _exp_reduced_f32(x):
 
 
 @jit()
-def exp_f32(x):
-    """exp(x) for float32 x in float32 arithmetic, branch-free, any x."""
-    x = _LOWEST_32 if x < _LOWEST_32 else x
-    x = _HIGHEST_32 if x > _HIGHEST_32 else x
-    t, _, k = _exp_reduced_f32(x)
-    shifted_half = fma(k, _HALF_32, _MAGIC_32)
-    k_half = shifted_half - _MAGIC_32
-    shifted_rest = (k - k_half) + _MAGIC_32
-    scale_half = _pow2_from_shifted(shifted_half)
-    return fma(scale_half, t, scale_half) * _pow2_from_shifted(shifted_rest)
-
-
-@jit()
 def exp_nonpositive_f32(x):
     """exp(x) for float32 x <= 0 (or -inf, NaN), branch-free."""
     x = _LOWEST_32 if x < _LOWEST_32 else x
@@ -237,23 +200,9 @@ def exp_nonpositive_f32(x):
 
 # --- generic entry points ---------------------------------------------------
 
-def vexp(x):
-    """exp(x); in jitted code, the branch-free float32/float64 version."""
-    return math.exp(x)
-
-
 def vexp_nonpositive(x):
     """exp(x) for x <= 0; in jitted code, the cheaper branch-free version."""
     return math.exp(x)
-
-
-@overload(vexp)
-def _vexp_overload(x):
-    if x == types.float64:
-        return lambda x: exp_f64(x)
-    if x == types.float32:
-        return lambda x: exp_f32(x)
-    return None
 
 
 @overload(vexp_nonpositive)

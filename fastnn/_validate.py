@@ -13,6 +13,7 @@ import operator
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = FLOAT_DTYPES
 _INT64 = np.dtype(np.int64)
 
 
@@ -187,7 +188,7 @@ def class_target(target, logits, ignore_index):
             raise ValueError(f"target: expected class indices of shape {index_shape} (or "
                              f"probabilities of shape {logits.shape}), got shape {array.shape}")
         index = array if array.dtype is _INT64 else array.astype(np.int64)
-        if not _labels_in_range(index, C):
+        if not labels_in_range(index, C):
             outside = (index < 0) | (index >= C)
             bad = index[outside & (index != ignore_index)]
             if bad.size:
@@ -206,7 +207,7 @@ def class_target(target, logits, ignore_index):
                     f"{array.dtype} array of shape {array.shape}")
 
 
-def _labels_in_range(index, C):
+def labels_in_range(index, C):
     """Every label in [0, C)?  (A cheap test; the caller then looks closer.)"""
     if index.size <= 32:
         # A NumPy reduction costs over a microsecond of fixed overhead, which
@@ -215,3 +216,46 @@ def _labels_in_range(index, C):
         return min(labels) >= 0 and max(labels) < C
     # Seen as unsigned, negative labels are huge: one max checks both ends.
     return index.view(np.uint64).max() < C
+
+
+# ---------------------------------------------------------------- fast paths
+# The common call passes arrays that need no conversion, copy or overlap
+# search.  Recognizing it takes a few attribute reads per argument (about
+# 0.1 us), against 0.2-0.5 us per argument for the full checks above; a call
+# that is not plain in every respect goes through the full checks, which
+# then explain what is wrong.
+
+def plain_float(a):
+    """``a`` is an aligned, writeable, C-contiguous float32/float64 ndarray."""
+    return (type(a) is np.ndarray and (a.dtype is _F32 or a.dtype is _F64)
+            and a.flags.carray)
+
+
+def plain(a, dtype, shape):
+    """``a`` is an aligned, writeable, C-contiguous ndarray of exactly
+    ``dtype`` and ``shape``."""
+    return type(a) is np.ndarray and a.dtype is dtype and a.shape == shape and a.flags.carray
+
+
+def plain_or_none(a, dtype, shape):
+    return a is None or plain(a, dtype, shape)
+
+
+def apart(written, others):
+    """``written`` provably shares no memory with any of ``others`` (None
+    entries skipped): both own their memory and are distinct, or their
+    address ranges do not meet.  False means "not proven", not "overlap"."""
+    for other in others:
+        if other is None:
+            continue
+        if other is written:
+            return False
+        if (written.base is not None or other.base is not None) and np.may_share_memory(
+                written, other):
+            return False
+    return True
+
+
+def plain_real(value, low, high=None):
+    """A Python float in [low, high] (NaN fails every comparison)."""
+    return type(value) is float and value >= low and (high is None or value <= high)

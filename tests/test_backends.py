@@ -188,7 +188,7 @@ def test_numba_batchnorm_channel_at_a_time_same_bits(shape, dtype, monkeypatch):
     assert kernels._by_channel(x3, 1, kernels._FORWARD_MIN_CHANNEL_BYTES)
     assert kernels._by_channel(x3, 2)
     by_channel = run()
-    monkeypatch.setattr(kernels, "_channel_cache_bytes", lambda: 0)
+    monkeypatch.setattr(kernels, "_CHANNEL_CACHE_BYTES", 0)
     assert not kernels._by_channel(x3, 1)
     assert_bitwise_equal(by_channel, run(), "channel at a time vs pass by pass")
 
@@ -206,7 +206,7 @@ def test_numba_batchnorm_streaming_stores_same_bits(shape, dtype, monkeypatch):
     weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
 
     def run(stream_from):
-        monkeypatch.setattr(kernels, "_stream_min_bytes", lambda: stream_from)
+        monkeypatch.setattr(kernels, "_STREAM_MIN_BYTES", stream_from)
         assert kernels._streams(2 * x.nbytes) == (stream_from == 0)
         results = []
         for training in (True, False):

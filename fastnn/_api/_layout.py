@@ -32,6 +32,10 @@ _ABSENT_MATRIX = {np.dtype(np.float32): np.zeros((0, 0), np.float32),
                   np.dtype(np.float64): np.zeros((0, 0), np.float64)}
 
 
+ABSENT = _ABSENT
+ABSENT_MATRIX = _ABSENT_MATRIX
+
+
 def absent(dtype):
     return _ABSENT[dtype]
 

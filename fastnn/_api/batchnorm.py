@@ -6,10 +6,13 @@ the product of the spatial axes otherwise) and write into outputs made here
 """
 
 import numpy as np
+from numpy import ndarray
 
 from .. import _registry
 from .. import _validate as v
 from . import _layout
+
+_F32, _F64 = v.FLOAT_DTYPES
 
 def _batchnorm_input(x):
     x = v.float_array("x", x)
@@ -46,6 +49,54 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
     (and is returned as it): reusing one saves a large fresh output's page
     faults on every call.
     """
+    kernel = _registry.kernel("batchnorm_forward", backend)
+    if _plain_forward(x, weight, bias, running_mean, running_var, training, momentum, eps, out):
+        N, C = x.shape[0], x.shape[1]
+        shape = (N, C, x.size // (N * C))
+        dtype = x.dtype
+        absent = _layout.ABSENT[dtype]
+        y = np.empty(shape, dtype) if out is None else out.reshape(shape)
+        mean, invstd = np.empty(C, dtype), np.empty(C, dtype)
+        kernel(x.reshape(shape), absent if weight is None else weight,
+               absent if bias is None else bias,
+               absent if running_mean is None else running_mean,
+               absent if running_var is None else running_var,
+               training, momentum, eps, y, mean, invstd)
+        return (y.reshape(x.shape) if out is None else out), mean, invstd
+    return _checked_forward(kernel, x, weight, bias, running_mean, running_var, training,
+                            momentum, eps, out)
+
+
+def _plain_forward(x, weight, bias, running_mean, running_var, training, momentum, eps, out):
+    """The common call, recognized cheaply (see ``_validate``'s fast paths):
+    plain arrays, options of the right type and range, and an ``out`` and
+    running statistics that provably share memory with nothing else."""
+    if (type(training) is not bool or type(x) is not ndarray
+            or x.ndim < 2 or not x.flags.carray or type(momentum) is not float
+            or type(eps) is not float or not 0.0 <= momentum <= 1.0 or not eps >= 0.0):
+        return False
+    dtype, C = x.dtype, x.shape[1]
+    if (dtype is not _F32 and dtype is not _F64) or not x.size or x.size < 2 * C * training:
+        return False
+    per_channel = (C,)
+    for a in (weight, bias, running_mean, running_var):
+        if a is not None and not (type(a) is ndarray and a.dtype is dtype
+                                  and a.shape == per_channel and a.flags.carray):
+            return False
+    if out is not None and not (type(out) is ndarray and out.dtype is dtype
+                                and out.shape == x.shape and out.flags.carray
+                                and v.apart(out, (x, weight, bias, running_mean, running_var))):
+        return False
+    if not training:
+        return running_mean is not None and running_var is not None
+    if running_mean is not None and not v.apart(running_mean, (x, weight, bias, running_var)):
+        return False
+    return running_var is None or v.apart(running_var, (x, weight, bias))
+
+
+def _checked_forward(kernel, x, weight, bias, running_mean, running_var, training, momentum,
+                     eps, out):
+    """Every other call: full checks, then the layout the kernels expect."""
     x = _batchnorm_input(x)
     C = x.shape[1]
     dtype = x.dtype
@@ -81,7 +132,6 @@ def batchnorm_forward(x, weight=None, bias=None, running_mean=None, running_var=
     if out is not None:
         v.output_array(out, x.shape, dtype, x=x, weight=weight, bias=bias,
                        running_mean=running_mean, running_var=running_var)
-    kernel = _registry.kernel("batchnorm_forward", backend)
 
     N = x.shape[0]
     shape = (N, C, x.size // (N * C))
@@ -117,6 +167,32 @@ def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, out=None,
     ``dweight`` and ``dbias`` are None when ``weight`` is None.  ``out``
     receives ``dx`` as ``batchnorm_forward``'s ``out`` receives ``y``.
     """
+    kernel = _registry.kernel("batchnorm_backward", backend)
+    if (type(training) is bool and v.plain_float(x) and x.ndim >= 2
+            and x.size and v.plain(dy, x.dtype, x.shape)):
+        dtype, C = x.dtype, x.shape[1]
+        per_channel = (C,)
+        if (v.plain_or_none(weight, dtype, per_channel) and v.plain(mean, dtype, per_channel)
+                and v.plain(invstd, dtype, per_channel)
+                and (out is None or (v.plain(out, dtype, x.shape)
+                                     and v.apart(out, (dy, x, weight, mean, invstd))))):
+            N = x.shape[0]
+            shape = (N, C, x.size // (N * C))
+            dx = np.empty(shape, dtype) if out is None else out.reshape(shape)
+            if weight is None:
+                absent = _layout.ABSENT[dtype]
+                kernel(dy.reshape(shape), x.reshape(shape), absent, mean, invstd, training,
+                       dx, absent, absent)
+                return (dx.reshape(x.shape) if out is None else out), None, None
+            dweight, dbias = np.empty(C, dtype), np.empty(C, dtype)
+            kernel(dy.reshape(shape), x.reshape(shape), weight, mean, invstd, training, dx,
+                   dweight, dbias)
+            return (dx.reshape(x.shape) if out is None else out), dweight, dbias
+    return _checked_backward(kernel, dy, x, weight, mean, invstd, training, out)
+
+
+def _checked_backward(kernel, dy, x, weight, mean, invstd, training, out):
+    """Every other call: full checks, then the layout the kernels expect."""
     x = _batchnorm_input(x)
     C = x.shape[1]
     dtype = x.dtype
@@ -131,7 +207,6 @@ def batchnorm_backward(dy, x, weight, mean, invstd, *, training=True, out=None,
     if out is not None:
         v.output_array(out, x.shape, dtype, dy=dy, x=x, weight=weight, mean=mean,
                        invstd=invstd)
-    kernel = _registry.kernel("batchnorm_backward", backend)
 
     N = x.shape[0]
     shape = (N, C, x.size // (N * C))

@@ -29,6 +29,15 @@ def _linear_args(x, weight):
     return x, weight
 
 
+def _plain_pair(x, weight):
+    """x (N, K) and weight (M, K): plain arrays of one float dtype (the common
+    call, recognized cheaply; see ``_validate``'s fast paths)."""
+    return (v.plain_float(x) and x.ndim == 2 and x.size > 0
+            and v.plain(weight, x.dtype, (weight.shape[0], x.shape[1]) if type(weight)
+                        is np.ndarray and weight.ndim == 2 else None)
+            and weight.size > 0)
+
+
 def _as_matrix(a):
     """(*, F) -> (N, F) as BLAS reads it (a view wherever the layout allows)."""
     if a.ndim != 2:
@@ -44,11 +53,18 @@ def linear_forward(x, weight, bias=None, *, activation=None, backend=None):
     ``(M,)`` or None; ``activation`` is None or ``"relu"``.  Returns ``y``
     of shape ``(*, M)``.
     """
+    kernel = _registry.kernel("linear_forward", backend)
+    if (activation is None or activation == "relu") and _plain_pair(x, weight):
+        M = weight.shape[0]
+        if bias is None or v.plain(bias, x.dtype, (M,)):
+            y = np.empty((x.shape[0], M), x.dtype)
+            kernel(x, weight, _layout.ABSENT[x.dtype] if bias is None else bias,
+                   activation is not None, y)
+            return y
     x, weight = _linear_args(x, weight)
     M = weight.shape[0]
     bias = v.optional_float_array("bias", bias, x.dtype, (M,))
     activation = v.choice("activation", activation, ACTIVATIONS)
-    kernel = _registry.kernel("linear_forward", backend)
     x2 = _as_matrix(x)
     y = np.empty((x2.shape[0], M), x.dtype)
     kernel(x2, _layout.blas_operand(weight), _layout.optional_rows(bias, x.dtype),
@@ -65,6 +81,18 @@ def linear_backward(dy, x, weight, *, y=None, activation=None, has_bias=True,
     only where ``y > 0``.  ``dbias`` is None when ``has_bias=False`` and
     ``dx`` is None when ``need_dx=False``.
     """
+    kernel = _registry.kernel("linear_backward", backend)
+    if (type(has_bias) is bool and type(need_dx) is bool
+            and (activation is None or activation == "relu") and _plain_pair(x, weight)):
+        (N, K), M, dtype = x.shape, weight.shape[0], x.dtype
+        relu = activation is not None
+        if v.plain(dy, dtype, (N, M)) and (not relu or v.plain(y, dtype, (N, M))):
+            absent_matrix = _layout.ABSENT_MATRIX[dtype]
+            dx = np.empty((N, K), dtype) if need_dx else absent_matrix
+            dweight = np.empty((M, K), dtype)
+            dbias = np.empty(M, dtype) if has_bias else _layout.ABSENT[dtype]
+            kernel(dy, x, weight, y if relu else absent_matrix, relu, dx, dweight, dbias)
+            return (dx if need_dx else None), dweight, (dbias if has_bias else None)
     x, weight = _linear_args(x, weight)
     M, K = weight.shape
     dtype = x.dtype
@@ -81,7 +109,6 @@ def linear_backward(dy, x, weight, *, y=None, activation=None, has_bias=True,
         v.check_shape("y", y, out_shape)
     has_bias = v.flag("has_bias", has_bias)
     need_dx = v.flag("need_dx", need_dx)
-    kernel = _registry.kernel("linear_backward", backend)
     x2 = _as_matrix(x)
     N = x2.shape[0]
     y2 = _layout.rows(y.reshape(N, M)) if relu else _layout.absent_matrix(dtype)

@@ -11,6 +11,7 @@ contract in ``fastnn/_backends/__init__.py``).
 from collections import namedtuple
 
 import numpy as np
+from numpy import ndarray
 
 from .. import _registry
 from .. import _validate as v
@@ -55,7 +56,40 @@ _Call = namedtuple("_Call", "logits labels probs weight ignore_index reduction "
                             "label_smoothing shape original")
 
 
+_INT64 = np.dtype(np.int64)
+_F32, _F64 = v.FLOAT_DTYPES
+_INT64_RANGE = (-(1 << 63), 1 << 63)
+
+
+def _plain_call(logits, target, weight, ignore_index, reduction, label_smoothing):
+    """The common call, recognized with a few attribute reads (see
+    ``_validate``'s fast paths): 2-D plain logits, int64 labels, no or plain
+    weights, options of the right type.  None when it is not that call."""
+    if (type(logits) is not ndarray or logits.ndim != 2 or not logits.flags.carray
+            or type(target) is not ndarray or target.dtype is not _INT64
+            or type(ignore_index) is not int or type(label_smoothing) is not float
+            or not 0.0 <= label_smoothing <= 1.0 or reduction not in REDUCTIONS):
+        return None
+    dtype = logits.dtype
+    N, C = logits.shape
+    if ((dtype is not _F32 and dtype is not _F64) or not N or not C
+            or target.shape != (N,) or not target.flags.carray
+            or not _INT64_RANGE[0] <= ignore_index < _INT64_RANGE[1]):
+        return None
+    if weight is None:
+        weight = _layout.ABSENT[dtype]
+    elif not v.plain(weight, dtype, (C,)):
+        return None
+    if not v.labels_in_range(target, C):
+        return None            # maybe ignored labels, maybe bad ones: the full checks say
+    return _Call(logits, target, _layout.ABSENT_MATRIX[dtype], weight, ignore_index,
+                 reduction, label_smoothing, logits.shape, logits)
+
+
 def _cross_entropy_call(logits, target, weight, ignore_index, reduction, label_smoothing):
+    call = _plain_call(logits, target, weight, ignore_index, reduction, label_smoothing)
+    if call is not None:
+        return call
     logits = v.float_array("logits", logits)
     if logits.ndim < 2:
         raise ValueError(f"logits: expected an array of shape (N, C) or (N, C, d1, ..., dk), "
@@ -113,10 +147,15 @@ def _gradient_rows(call, out):
         return rows                     # a copy made for the kernel: overwrite it
     if out is None:
         return np.empty(rows.shape, rows.dtype)
-    if out is original or v.same_view(out, original):
+    if out is original:
         return rows                     # in place over the caller's logits
-    if out.flags.c_contiguous and len(call.shape) == 2:
-        return out
+    if len(call.shape) == 2 and out.flags.c_contiguous:
+        # A distinct array (validation allowed no partial overlap), or the
+        # logits' very elements under another view: then in place too.
+        if (out.base is None and original.base is None) or not np.may_share_memory(
+                out, original):
+            return out
+        return rows if v.same_view(out, original) else out
     return np.empty(rows.shape, rows.dtype)
 
 
@@ -207,7 +246,12 @@ def softmax_cross_entropy_with_grad(logits, target, *, weight=None, ignore_index
     """
     call = _cross_entropy_call(logits, target, weight, ignore_index, reduction,
                                label_smoothing)
-    if out is not None:
+    # Plain cases decided cheaply: out is the (plain) logits themselves, or a
+    # plain array provably apart from every input; anything else is checked.
+    if out is not None and not (call.original is call.logits and (
+            out is call.logits or (v.plain(out, call.logits.dtype, call.shape)
+                                   and v.apart(out, (call.logits, call.labels, call.probs,
+                                                     call.weight))))):
         v.output_array(out, call.shape, call.logits.dtype, allow="logits",
                        logits=call.original, target=target, weight=weight)
     kernel = _registry.kernel("softmax_cross_entropy_with_grad", backend)

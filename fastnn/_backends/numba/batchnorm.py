@@ -96,14 +96,11 @@ _MIN_CHANNELS = 8
 _FORWARD_MIN_CHANNEL_BYTES = 128 << 10
 
 
-def _channel_cache_bytes():
-    """Re-read bytes of one channel that channel-at-a-time may keep in cache."""
-    return _machine.caches().last_level // 8
-
-
-def _stream_min_bytes():
-    """Bytes a pass touches from which its output is written with streaming stores."""
-    return _machine.caches().last_level + 1
+# From the running machine's last-level cache, read once at import: the
+# re-read bytes of one channel that channel at a time may keep in cache, and
+# the bytes a pass touches from which its output is streamed.
+_CHANNEL_CACHE_BYTES = _machine.caches().last_level // 8
+_STREAM_MIN_BYTES = _machine.caches().last_level + 1
 
 
 # ----------------------------------------------------------------------------
@@ -233,14 +230,14 @@ def _by_channel(x, arrays, min_bytes=0):
     if S < PLANE_MIN_S or C < _MIN_CHANNELS:
         return False
     channel_bytes = N * S * x.itemsize
-    return channel_bytes >= min_bytes and arrays * channel_bytes <= _channel_cache_bytes()
+    return channel_bytes >= min_bytes and arrays * channel_bytes <= _CHANNEL_CACHE_BYTES
 
 
 def _streams(touched_bytes):
     """Write the output with streaming stores?  When the pass's arrays do not
     fit in the last-level cache, so reading each output line first is pure
     cost and keeping the output cached is impossible anyway."""
-    return touched_bytes >= _stream_min_bytes()
+    return touched_bytes >= _STREAM_MIN_BYTES
 
 
 def _parallel(n_elements):

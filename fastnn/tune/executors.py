@@ -1,0 +1,110 @@
+"""Where trials run: this process, a pool of single-threaded processes, or a cluster.
+
+A search's ``executor`` is one of
+
+- ``None`` (or ``"serial"``): each trial runs in this process, one after the
+  other, with no pickling and no executor at all;
+- ``"processes"``: ``process_pool()``, one worker process per core the
+  search may use, created for the search and shut down after it;
+- any ``concurrent.futures.Executor`` -- a ``process_pool()`` kept across
+  searches, a ``ThreadPoolExecutor``, or a Dask cluster's
+  ``distributed.Client(...).get_executor()``.  A ``distributed.Client``
+  given directly is replaced by its ``get_executor()``.
+
+The searches use an executor only through ``submit`` and the futures it
+returns (``result``, and ``concurrent.futures.wait`` to learn which finished
+first), so anything that implements the ``Executor`` interface runs the
+same search with the same results.
+
+Why one kernel thread per worker: Numba, OpenMP and OpenBLAS each start as
+many threads as there are cores, so N workers on N cores would run N*N
+threads that preempt each other.  Those libraries read their thread count
+from the environment when they load, which in a spawned worker happens while
+it unpickles its first task (or imports the parent's main module) -- before
+any initializer could run.  So the pool's processes are started with
+``worker.ONE_THREAD_ENV`` in their environment: the parent's ``os.environ``
+holds those values only while it starts a worker, under a lock, and gets its
+own values back at once.
+
+Tests: ``tests/test_tune_executors.py``.
+"""
+
+import concurrent.futures
+import multiprocessing
+import multiprocessing.context
+import os
+import threading
+
+from .worker import ONE_THREAD_ENV, limit_threads
+
+__all__ = ["process_pool", "available_cores", "resolve_executor"]
+
+_environ_lock = threading.Lock()
+
+
+def available_cores():
+    """The cores this process may run on (its affinity mask, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class _OneThreadProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process whose interpreter starts with ``ONE_THREAD_ENV``."""
+
+    def start(self):
+        with _environ_lock:
+            saved = {key: os.environ.get(key) for key in ONE_THREAD_ENV}
+            os.environ.update(ONE_THREAD_ENV)
+            try:
+                super().start()
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+
+class _OneThreadContext(multiprocessing.context.SpawnContext):
+    # "spawn": a fresh interpreter, never a fork of a parent whose threads
+    # (Numba's, OpenBLAS's, tqdm's) a forked child would inherit half-dead.
+    Process = _OneThreadProcess
+
+
+def process_pool(max_workers=None):
+    """A ``ProcessPoolExecutor`` of single-threaded workers, one per core by default.
+
+    Keep one across several searches to pay the workers' start-up (about a
+    quarter of a second each: a fresh interpreter importing NumPy) once.
+    Objectives must be picklable: functions defined at the top level of an
+    importable module, and a script that makes a pool needs the usual
+    ``if __name__ == "__main__":`` guard, since workers import it.
+    """
+    if max_workers is None:
+        max_workers = available_cores()
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise ValueError(f"max_workers: expected a positive integer, got {max_workers!r}")
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=max_workers, mp_context=_OneThreadContext(),
+        initializer=limit_threads)
+
+
+def resolve_executor(executor):
+    """``(executor or None, owned)``: ``owned`` when the search must shut it down."""
+    if executor is None or (isinstance(executor, str) and executor == "serial"):
+        return None, False
+    if isinstance(executor, str):
+        if executor == "processes":
+            return process_pool(), True
+        raise ValueError(f"executor: expected None, 'serial', 'processes' or a "
+                         f"concurrent.futures.Executor, got {executor!r}")
+    if isinstance(executor, concurrent.futures.Executor):
+        return executor, False
+    get_executor = getattr(executor, "get_executor", None)
+    if callable(get_executor):                      # a distributed.Client
+        return get_executor(), False
+    if callable(getattr(executor, "submit", None)):
+        return executor, False
+    raise TypeError(f"executor: expected None, 'serial', 'processes' or a "
+                    f"concurrent.futures.Executor, got {type(executor).__name__}")

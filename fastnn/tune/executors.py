@@ -37,7 +37,7 @@ import threading
 
 from .worker import ONE_THREAD_ENV, limit_threads
 
-__all__ = ["process_pool", "available_cores", "resolve_executor"]
+__all__ = ["process_pool", "available_cores", "check_executor", "resolve_executor"]
 
 _environ_lock = threading.Lock()
 
@@ -90,21 +90,32 @@ def process_pool(max_workers=None):
         initializer=limit_threads)
 
 
-def resolve_executor(executor):
-    """``(executor or None, owned)``: ``owned`` when the search must shut it down."""
-    if executor is None or (isinstance(executor, str) and executor == "serial"):
-        return None, False
+def check_executor(executor):
+    """Raise unless ``executor`` is something a search can run trials on (no side effects)."""
+    if executor is None:
+        return
     if isinstance(executor, str):
-        if executor == "processes":
-            return process_pool(), True
-        raise ValueError(f"executor: expected None, 'serial', 'processes' or a "
-                         f"concurrent.futures.Executor, got {executor!r}")
+        if executor not in ("serial", "processes"):
+            raise ValueError(f"executor: expected None, 'serial', 'processes' or a "
+                             f"concurrent.futures.Executor, got {executor!r}")
+        return
     if isinstance(executor, concurrent.futures.Executor):
-        return executor, False
-    get_executor = getattr(executor, "get_executor", None)
-    if callable(get_executor):                      # a distributed.Client
-        return get_executor(), False
-    if callable(getattr(executor, "submit", None)):
-        return executor, False
+        return
+    if callable(getattr(executor, "get_executor", None)) or callable(getattr(executor, "submit", None)):
+        return
     raise TypeError(f"executor: expected None, 'serial', 'processes' or a "
                     f"concurrent.futures.Executor, got {type(executor).__name__}")
+
+
+def resolve_executor(executor):
+    """``(executor or None, owned)``: ``owned`` when the search must shut it down."""
+    check_executor(executor)
+    if executor is None or executor == "serial":
+        return None, False
+    if executor == "processes":
+        return process_pool(), True
+    if isinstance(executor, concurrent.futures.Executor):
+        return executor, False
+    if callable(getattr(executor, "get_executor", None)):    # a distributed.Client
+        return executor.get_executor(), False
+    return executor, False

@@ -31,7 +31,7 @@ import math
 import numbers
 import pickle
 
-from .executors import resolve_executor
+from .executors import check_executor, resolve_executor
 from .results import Journal, SearchResult, Trial, sort_key
 from .space import is_distribution, sample_params, space_to_json, validate_space
 from .worker import run_trial
@@ -93,16 +93,22 @@ class _Run:
         self.trials = {}
         self.spaces = []
         self.interrupted = False
-        self.journal = None if journal is None else Journal(journal, kind, settings)
-        self.executor, self.owned = resolve_executor(executor)
-        if self.owned:
+        check_executor(executor)
+        if (isinstance(executor, str) and executor == "processes") or isinstance(
+                executor, concurrent.futures.ProcessPoolExecutor):
             try:
                 pickle.dumps(objective)
             except Exception as exc:
-                self.executor.shutdown()
                 raise TypeError(f"objective: worker processes need a picklable objective "
                                 f"(a function defined at the top level of a module), "
                                 f"got {objective!r}: {exc}") from None
+        self.journal = None if journal is None else Journal(journal, kind, settings)
+        try:
+            self.executor, self.owned = resolve_executor(executor)
+        except BaseException:
+            if self.journal is not None:
+                self.journal.close()
+            raise
         self.best = None
         self.bar = None
         if progress:

@@ -12,6 +12,8 @@ workers import them by name, as they would a user's objective module.
     misbehave(params)         -> fails as params["how"] says: "raise", "nan", "inf",
                                  "string", "no-score", "bad-metrics", "sleep",
                                  "interrupt"; "ok" returns params["x"]
+    interrupt_above(params)   -> params["x"], or KeyboardInterrupt (as Ctrl-C) when it
+                                 exceeds params["limit"]
     thread_limits(params)     -> 0.0, with the thread settings of the process it ran in
     train_mlp(params)         -> test accuracy of a small MLP trained with fastnn's
                                  kernels on a synthetic 4-class problem (CPU-bound;
@@ -75,6 +77,13 @@ def misbehave(params):
     if how == "interrupt":
         raise KeyboardInterrupt
     return {"score": params["x"], "twice": np.float32(2 * params["x"]), "curve": np.arange(3)}
+
+
+def interrupt_above(params):
+    time.sleep(params.get("sleep", 0))
+    if params["x"] > params["limit"]:
+        raise KeyboardInterrupt
+    return params["x"]
 
 
 def thread_limits(params):

@@ -5,6 +5,7 @@ workers import them by name, as they would a user's objective module.
 
     bowl(params)              -> -(squared distance to a known optimum), on
                                  each parameter's own scale; maximum 0 at BOWL_OPTIMUM
+    slow_bowl(params)         -> bowl's score after params["sleep"] seconds
     bowl_at_budget(p, budget) -> bowl's score, shrunk towards it as the budget grows,
                                  with the budget in the metrics
     constant(params)          -> 0.0 at once: what the search machinery costs
@@ -39,6 +40,16 @@ def bowl_distance(params):
 
 def bowl(params):
     return -bowl_distance(params) ** 2
+
+
+def slow_bowl(params):
+    time.sleep(params["sleep"])
+    return bowl(params)
+
+
+def slow_bowl_at_budget(params, budget):
+    time.sleep(params["sleep"])
+    return bowl_at_budget(params, budget)
 
 
 def bowl_at_budget(params, budget):

@@ -103,9 +103,17 @@ def thread_limits(params):
     import fastnn
     blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     import numba
-    return {"score": 0.0, "env": {key: os.environ.get(key) for key in
-                                  ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                   "NUMBA_NUM_THREADS")},
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    # /proc/self/environ is the environment the process was started with,
+    # whatever os.environ became since: it shows what libraries saw at load.
+    start_env = None
+    if os.path.exists("/proc/self/environ"):
+        with open("/proc/self/environ", "rb") as f:
+            pairs = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
+        found = {k.decode(): v.decode() for k, v in pairs}
+        start_env = {key: found.get(key) for key in keys}
+    return {"score": 0.0, "env": {key: os.environ.get(key) for key in keys},
+            "start_env": start_env,
             "blas_threads": blas, "numba_threads": numba.config.NUMBA_NUM_THREADS,
             "fastnn_threads": fastnn.get_num_threads(), "pid": os.getpid()}
 

@@ -134,7 +134,6 @@ def train_mlp(params):
     so that no JIT start-up sits in the timing).  Data and initial weights
     are fixed (seed 0): the score depends on the hyperparameters alone.
     """
-    import fastnn
     backend = params.get("backend", "numpy")
     n, batch, features, classes = params.get("n", 2048), params.get("batch", 64), 32, 4
     x, y = _blobs(n + 512, features, classes, seed=0)
@@ -147,8 +146,18 @@ def train_mlp(params):
                np.zeros(classes, np.float32)]
     velocity = [np.zeros_like(w) for w in weights]
     lr, beta = float(params["lr"]), float(params["beta"])
+    # A diverging run is reported by its non-finite score (a failed trial),
+    # not by NumPy's overflow warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _train(x_train, y_train, x_test, y_test, weights, velocity, lr, beta, n, batch,
+                      int(params["epochs"]), backend)
+
+
+def _train(x_train, y_train, x_test, y_test, weights, velocity, lr, beta, n, batch, epochs,
+           backend):
+    import fastnn
     loss = float("nan")
-    for epoch in range(int(params["epochs"])):
+    for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(n)
         for start in range(0, n, batch):
             index = order[start:start + batch]

@@ -50,7 +50,7 @@ def pool():
 def dask_client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             yield client
 
@@ -110,3 +110,16 @@ def test_process_pool_defaults_to_one_worker_per_core():
         assert executor._max_workers == available_cores()
     with pytest.raises(ValueError, match="^max_workers:"):
         tune.process_pool(0)
+
+
+def test_dask_local_executor_runs_a_search(serial_results):
+    pytest.importorskip("distributed")
+    from fastnn.tune.executors import dask_local_executor
+    with dask_local_executor(n_workers=1) as executor:
+        assert isinstance(executor, concurrent.futures.Executor)
+        assert outcomes(SEARCHES["halving"](executor)) == outcomes(serial_results["halving"])
+        limits = tune.random_search(synthetic.thread_limits, {"x": 0}, 1, executor=executor,
+                                    progress=False).trials[0].metrics
+    assert limits["pid"] != os.getpid()
+    assert limits["numba_threads"] == 1 and set(limits["blas_threads"]) == {1}
+    assert limits["start_env"] in (None, {key: "1" for key in limits["start_env"]})

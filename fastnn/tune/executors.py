@@ -96,12 +96,13 @@ def process_pool(max_workers=None):
 def dask_local_executor(n_workers=None, profile=False):
     """A Dask ``LocalCluster`` on this machine, as an Executor (a context manager).
 
-    One single-threaded worker process per core (Dask's workers already start
-    with OMP/MKL/OpenBLAS limited to one thread), no dashboard.  ``profile``:
-    Dask's statistical profiler samples each task's stack every 10 ms and
-    holds the GIL to do it; on a Python-heavy objective (a small model
-    trained in many short NumPy calls) it made trials 15-20% slower in
-    ``measure.throughput``, so it is off unless asked for.  Needs the
+    One single-threaded worker process per core, started with
+    ``worker.ONE_THREAD_ENV`` (Dask itself limits OpenMP, MKL and OpenBLAS,
+    not Numba), its dashboard on a free port (never a clash with another cluster).  ``profile``:
+    Dask's statistical profiler, which samples each running task's stack
+    every 10 ms (taking the GIL to do it); off, since a search's trials
+    gain nothing from it (``measure.throughput`` times both: level on this
+    machine, 9.21 s against 9.22 s for 16 one-second trials).  Needs the
     ``distributed`` package (``pip install fastnn[dask]``).  Code written for
     this runs unchanged on a real cluster: ``distributed.Client(address).get_executor()``.
     """
@@ -113,9 +114,14 @@ def dask_local_executor(n_workers=None, profile=False):
                           "pip install distributed (or fastnn[dask])") from None
     if n_workers is None:
         n_workers = available_cores()
-    with dask.config.set({"distributed.worker.profile.enabled": bool(profile)}):
+    # Dask sets its "pre-spawn" variables before a worker's interpreter
+    # starts (its default holds OMP, MKL and OpenBLAS): add Numba's to them.
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.update(ONE_THREAD_ENV)
+    with dask.config.set({"distributed.worker.profile.enabled": bool(profile),
+                          "distributed.nanny.pre-spawn-environ": environ}):
         with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                      processes=True, dashboard_address=None) as cluster, \
+                                      processes=True, dashboard_address=":0") as cluster, \
                 distributed.Client(cluster) as client:
             yield client.get_executor()
 

@@ -98,11 +98,17 @@ def dask_local_executor(n_workers=None, profile=False):
 
     One single-threaded worker process per core, started with
     ``worker.ONE_THREAD_ENV`` (Dask itself limits OpenMP, MKL and OpenBLAS,
-    not Numba), its dashboard on a free port (never a clash with another cluster).  ``profile``:
-    Dask's statistical profiler, which samples each running task's stack
-    every 10 ms (taking the GIL to do it); off, since a search's trials
-    gain nothing from it (``measure.throughput`` times both: level on this
-    machine, 9.21 s against 9.22 s for 16 one-second trials).  Needs the
+    not Numba); its dashboard on a free port (never a clash with another
+    cluster).  Each Dask worker runs a trial in a thread beside its event
+    loop, and every wake-up of that loop takes the GIL from the trial, so
+    the loop's periodic chores are slowed down here: Dask's statistical
+    profiler (``profile``; it samples the running task's stack every 10 ms)
+    is off, the event-loop health tick is 1 s instead of 20 ms, and the
+    system monitor runs every 5 s.  Measured with ``measure.throughput``
+    (16 one-second trials on 2 cores): with the profiler on, the cluster
+    took 1.14-1.39x the process pool's time; with the defaults otherwise and
+    the profiler off, 1.02-1.22x (trials 3-5% slower than in the pool); with
+    these settings, 0.95-1.01x.  Needs the
     ``distributed`` package (``pip install fastnn[dask]``).  Code written for
     this runs unchanged on a real cluster: ``distributed.Client(address).get_executor()``.
     """
@@ -119,6 +125,8 @@ def dask_local_executor(n_workers=None, profile=False):
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     environ.update(ONE_THREAD_ENV)
     with dask.config.set({"distributed.worker.profile.enabled": bool(profile),
+                          "distributed.admin.tick.interval": "1s",
+                          "distributed.admin.system-monitor.interval": "5s",
                           "distributed.nanny.pre-spawn-environ": environ}):
         with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
                                       processes=True, dashboard_address=":0") as cluster, \

@@ -108,7 +108,9 @@ def dask_local_executor(n_workers=None, profile=False):
     (16 one-second trials on 2 cores): with the profiler on, the cluster
     took 1.14-1.39x the process pool's time; with the defaults otherwise and
     the profiler off, 1.02-1.22x (trials 3-5% slower than in the pool); with
-    these settings, 0.95-1.01x.  Needs the
+    these settings, 1.02x (run of 2026-12-02 09:46 UTC); a trial run that
+    also slowed the memory monitor and turned work stealing off was at
+    0.95-1.01x.  Needs the
     ``distributed`` package (``pip install fastnn[dask]``).  Code written for
     this runs unchanged on a real cluster: ``distributed.Client(address).get_executor()``.
     """

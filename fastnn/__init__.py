@@ -27,6 +27,7 @@ from ._registry import (
     use_backend,
 )
 from ._warmup import warmup
+from ._api import adam_step, sgd_step
 
 __version__ = "0.1.0"
 
@@ -38,4 +39,5 @@ __all__ = [
     "linear_forward", "linear_backward",
     "backends", "get_backend", "set_backend", "use_backend",
     "get_num_threads", "set_num_threads", "warmup",
+    "sgd_step", "adam_step",
 ]

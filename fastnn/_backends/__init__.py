@@ -47,6 +47,12 @@ linear_forward                  (x[N,K], weight[M,K], bias[M]|None, activation)
 linear_backward                 (dy[N,M], x[N,K], weight[M,K], y[N,M]|None,
                                 activation, has_bias, need_dx)
                                 -> (dx|None, dweight, dbias|None)
+sgd_step                        (param[P], grad[P], momentum_buffer[P]|[0], lr,
+                                momentum, dampening, nesterov, weight_decay,
+                                first_step) -> None  (param, buffer in place)
+adam_step                       (param[P], grad[P], exp_avg[P], exp_avg_sq[P],
+                                step, lr, beta1, beta2, eps, weight_decay,
+                                decoupled) -> None  (param and moments in place)
 ==============================  ==================================================
 
 ``target`` is either ``int64[N]`` (class indices) or a floating ``[N, C]``
@@ -59,6 +65,14 @@ array for ``"mean"``/``"sum"`` and ``[N]`` for ``"none"``; the gradient that
 returns it.  ``activation`` is ``None`` or ``"relu"``.  In evaluation
 (``training=False``) ``batchnorm_forward`` returns the running mean and
 ``1/sqrt(running_var + eps)`` as ``mean`` and ``invstd``.
+
+The optimizer steps follow the newer contract of every kernel: each array
+is a C-contiguous ndarray of the call's one float dtype, writeable where
+updated; parameters arrive as 1-D views of P elements (the API copies in
+and out an argument that is not contiguous); an absent state array is a
+zero-length array of that dtype (``momentum_buffer`` when momentum is 0),
+never None; scalars are Python float, int or bool; ``step`` is the step
+count after this step (>= 1); ``decoupled=True`` is AdamW's decay.
 """
 
 KERNELS = (
@@ -71,4 +85,6 @@ KERNELS = (
     "softmax_cross_entropy_with_grad",
     "linear_forward",
     "linear_backward",
+    "sgd_step",
+    "adam_step",
 )

@@ -41,3 +41,5 @@ __all__ = [
     "get_num_threads", "set_num_threads", "warmup",
     "sgd_step", "adam_step",
 ]
+from .training import History, fit
+__all__ += ["fit", "History"]

@@ -36,11 +36,14 @@ def read_arrays(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: expected an existing .npz file, got {path!r}")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not an archive of named arrays")
-        with archive:
-            return {name: archive[name] for name in archive.files}
+        # Our own handle, closed whatever happens: np.load given a path
+        # leaves it open when the archive turns out to be truncated.
+        with open(path, "rb") as handle:
+            archive = np.load(handle, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not an archive of named arrays")
+            with archive:
+                return {name: archive[name] for name in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError,
             KeyError) as exc:
         raise ValueError(f"path: expected an .npz archive of plain arrays (as fastnn "

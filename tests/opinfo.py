@@ -674,6 +674,8 @@ def sgd_step_samples(dtype):
         weight_decay=5e-4, large=True)
     add("large-momentum-first-step", (40003,), lr=0.1, momentum=0.9, first_step=True,
         large=True)
+    # The numba kernels thread only from 2**19 elements.
+    add("huge-momentum", (530001,), lr=0.1, momentum=0.9, weight_decay=1e-4, large=True)
     return samples
 
 
@@ -741,6 +743,7 @@ def adam_step_samples(dtype):
     add("large-first-step", (41000,), 1, large=True)
     add("large-adamw", (256, 161), 12, lr=3e-3, weight_decay=0.05, decoupled=True, large=True)
     add("large-l2", (40003,), 4, lr=1e-2, weight_decay=1e-3, large=True)
+    add("huge-adamw", (530001,), 3, lr=1e-2, weight_decay=1e-2, decoupled=True, large=True)
     return samples
 
 

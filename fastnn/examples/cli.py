@@ -120,14 +120,14 @@ def _compare_torch(data, args, batchnorm, results):
     name, history = _fastest(results)
     ours = digits.first_reaching(history.val_accuracy, history.seconds, digits.TARGET_ACCURACY)
     print(f"\nside by side, the same model, initial weights, batches and schedule "
-          f"({torch.get_num_threads()} PyTorch threads):")
+          f"(PyTorch {torch.__version__} in its own process, {fastnn.get_num_threads()} "
+          f"threads):")
     print("library                    97% at epoch  seconds to 97%  all epochs (s)  "
           "final acc  x fastnn to 97%")
     rows = [(f"fastnn[{name}]", ours, sum(history.seconds), history.val_accuracy[-1])]
     for fused in (False, True):
-        seconds, accuracy, _ = digits.train_torch(data, epochs=args.epochs, lr=args.lr,
-                                                  batchnorm=batchnorm, seed=args.seed,
-                                                  fused=fused)
+        seconds, accuracy, _ = digits.train_torch_in_child(
+            epochs=args.epochs, lr=args.lr, batchnorm=batchnorm, seed=args.seed, fused=fused)
         rows.append((f"torch Adam{' fused' if fused else ''}",
                      digits.first_reaching(accuracy, seconds, digits.TARGET_ACCURACY),
                      sum(seconds), accuracy[-1]))

@@ -7,10 +7,14 @@ model is 64 -> Linear(256, no bias) -> BatchNorm -> ReLU -> Linear(256, no
 bias) -> BatchNorm -> ReLU -> Linear(10), softmax cross-entropy, Adam, batch
 64; without BatchNorm the Linears keep their biases.
 
-The comparisons run the same thing elsewhere, side by side in one process:
-PyTorch CPU (the same initial weights through ``state_dict``, the same
-batches in the same order, the same thread count; its default Adam and
-``fused=True``), and scikit-learn's ``MLPClassifier`` (256, 256).  Times are
+The comparisons run the same thing elsewhere, one after the other in one
+command: PyTorch CPU (the same initial weights through ``state_dict``, the
+same batches in the same order, the same thread count; its default Adam and
+``fused=True``) and scikit-learn's ``MLPClassifier`` (256, 256).  PyTorch
+trains in a child process that never loads fastnn's Numba kernels: the two
+share one OpenMP runtime when loaded together, and whichever loads first
+sets its wait policy for both (fastnn's threads sleep between calls,
+PyTorch's spin), which measured PyTorch 2-6x slower here than alone.  Times are
 training passes only (the per-epoch evaluation is not counted, in either
 library), after a warm-up epoch of a throwaway model that loads the JIT
 kernels and the BLAS threads.
@@ -19,6 +23,10 @@ Used by ``python -m fastnn train digits`` (``fastnn/examples/cli.py``).
 Test: tests/test_examples.py.
 """
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -30,6 +38,11 @@ HIDDEN = 256
 BATCH = 64
 LEARNING_RATE = 1e-3
 TARGET_ACCURACY = 0.97
+
+# The user's own OpenMP wait policy, read before fastnn's numba backend sets
+# its default (PASSIVE) in this process's environment: PyTorch's child gets
+# the user's setting or none, never fastnn's.
+_USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
 
 def load_digits(seed=0, dtype=np.float32):
@@ -170,6 +183,20 @@ def train_torch(data, *, epochs, lr=LEARNING_RATE, batchnorm=True, seed=0, fused
     return run(torch_twin(build_model(batchnorm, seed=seed)), epochs)
 
 
+def train_torch_in_child(*, epochs, lr=LEARNING_RATE, batchnorm=True, seed=0, fused=False):
+    """``train_torch`` in a fresh interpreter (PyTorch with its own OpenMP
+    settings, no fastnn backend loaded); same return value."""
+    command = [sys.executable, "-m", "fastnn.examples.digits", json.dumps(dict(
+        epochs=epochs, lr=lr, batchnorm=batchnorm, seed=seed, fused=fused,
+        threads=fastnn.get_num_threads()))]
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if _USER_WAIT_POLICY is not None:
+        environment["OMP_WAIT_POLICY"] = _USER_WAIT_POLICY
+    run = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+    seconds, accuracy, losses = json.loads(run.stdout.strip().splitlines()[-1])
+    return seconds, accuracy, losses
+
+
 def train_sklearn(data, *, seed=0):
     """scikit-learn's MLPClassifier (256, 256) with its defaults (Adam, early
     convergence check); returns ``(seconds, test accuracy, iterations)``."""
@@ -204,3 +231,10 @@ def compare_batchnorm(data, *, epochs, seed=0, rates=(1e-3, 1e-2, 1e-1, 1.0), ta
             row.append((history.val_accuracy[-1], None if reached is None else reached[0]))
         rows.append(tuple(row))
     return rows
+
+
+if __name__ == "__main__":        # the child of train_torch_in_child
+    options = json.loads(sys.argv[1])
+    fastnn.set_num_threads(options.pop("threads"))
+    result = train_torch(load_digits(options["seed"]), **options)
+    print(json.dumps(result))

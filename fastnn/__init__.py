@@ -8,11 +8,13 @@ default) picks the fastest per kernel.
 """
 
 from ._api import (
+    adam_step,
     batchnorm_backward,
     batchnorm_forward,
     linear_backward,
     linear_forward,
     log_softmax,
+    sgd_step,
     softmax,
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
@@ -39,4 +41,22 @@ __all__ = [
     "linear_forward", "linear_backward",
     "backends", "kernel_status", "get_backend", "set_backend", "use_backend",
     "get_num_threads", "set_num_threads", "warmup",
+    "sgd_step", "adam_step",
+    "fit", "History",
 ]
+
+# The layers, optimizers, training loop and search import on first use, so
+# that ``import fastnn`` stays the cost of NumPy and the API.
+_LAZY = {"fit": ("training", "fit"), "History": ("training", "History"),
+         "nn": ("nn", None), "optim": ("optim", None), "tune": ("tune", None)}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    import importlib
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(f".{module_name}", __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

@@ -16,6 +16,12 @@ def main(argv=None):
     if command == "bench":
         from fastnn.bench.cli import main as bench_main
         return bench_main(rest)
+    if command == "train":
+        from fastnn.examples.cli import main as train_main
+        return train_main(rest)
+    if command == "tune":
+        from fastnn.tune.cli import main as tune_main
+        return tune_main(rest)
     if command == "warmup":
         parser = argparse.ArgumentParser(prog="python -m fastnn warmup")
         parser.add_argument("--backend", action="append",

@@ -809,3 +809,148 @@ OPS = [
            term_scales=linear_backward_scales),
 ]
 OPS_BY_NAME = {op.name: op for op in OPS}
+
+
+# ---------------------------------------------------------------- optimizers
+# In-place kernels: they return None and the suite compares the updated
+# parameter and state with the oracle's float64 update of the same inputs.
+
+def _sgd_updated(kwargs):
+    return ("param", "momentum_buffer") if kwargs.get("momentum", 0.0) != 0 else ("param",)
+
+
+def sgd_step_samples(dtype):
+    m = _Maker(dtype, 601)
+    samples = []
+
+    def add(desc, shape, large=False, **options):
+        kwargs = dict(param=m.normal(*shape), grad=m.normal(*shape, scale=0.5))
+        if options.get("momentum", 0.0) != 0:
+            kwargs["momentum_buffer"] = m.normal(*shape, scale=0.3)
+        kwargs.update(options)
+        samples.append(Sample(desc, kwargs, large))
+
+    add("plain", (37,), lr=0.1)
+    add("plain-2d-weight-decay", (5, 7), lr=0.05, weight_decay=0.01)
+    add("momentum-first-step", (3, 4, 5), lr=0.1, momentum=0.9, first_step=True)
+    add("momentum", (33,), lr=0.1, momentum=0.9)
+    add("momentum-dampening", (6, 5), lr=0.02, momentum=0.8, dampening=0.8)
+    add("nesterov-weight-decay", (19,), lr=0.1, momentum=0.9, nesterov=True,
+        weight_decay=1e-3)
+    add("nesterov-first-step", (4, 9), lr=0.1, momentum=0.5, nesterov=True, first_step=True)
+    add("lr-0", (8,), lr=0.0, momentum=0.9)
+    add("one-element", (1,), lr=0.3, momentum=0.9, weight_decay=0.1)
+    add("mid-plain", (41000,), lr=0.1)
+    add("mid-nesterov", (256, 161), lr=0.01, momentum=0.9, nesterov=True,
+        weight_decay=5e-4)
+    add("mid-momentum-first-step", (40003,), lr=0.1, momentum=0.9, first_step=True)
+    # The numba kernels thread only from 2**19 elements.
+    add("huge-momentum", (530001,), lr=0.1, momentum=0.9, weight_decay=1e-4, large=True)
+    return samples
+
+
+def sgd_step_errors():
+    m = _Maker(np.dtype(np.float32), 602)
+    base = dict(param=m.normal(4, 3), grad=m.normal(4, 3), momentum_buffer=m.normal(4, 3),
+                lr=0.1, momentum=0.9)
+    readonly = m.normal(4, 3)
+    readonly.flags.writeable = False
+    shared = m.normal(4, 3)
+    return [
+        _bad(base, "param-list", TypeError, "param", param=[[1.0, 2.0, 3.0]] * 4),
+        _bad(base, "param-int", TypeError, "param", param=np.ones((4, 3), np.int64)),
+        _bad(base, "param-readonly", ValueError, "param", param=readonly),
+        _bad(base, "grad-shape", ValueError, "grad", grad=m.normal(3, 4)),
+        _bad(base, "grad-float64", TypeError, "grad", grad=np.ones((4, 3))),
+        _bad(base, "grad-bool", TypeError, "grad", grad=np.ones((4, 3), bool)),
+        _bad(base, "grad-is-param", ValueError, "grad", param=shared, grad=shared),
+        _bad(base, "momentum_buffer-missing", ValueError, "momentum_buffer",
+             momentum_buffer=None),
+        _bad(base, "momentum_buffer-shape", ValueError, "momentum_buffer",
+             momentum_buffer=m.normal(12)),
+        _bad(base, "momentum_buffer-float64", TypeError, "momentum_buffer",
+             momentum_buffer=np.zeros((4, 3))),
+        _bad(base, "momentum_buffer-readonly", ValueError, "momentum_buffer",
+             momentum_buffer=readonly),
+        _bad(base, "momentum_buffer-is-param", ValueError, "momentum_buffer",
+             param=shared, momentum_buffer=shared),
+        _bad(base, "lr-negative", ValueError, "lr", lr=-0.1),
+        _bad(base, "lr-nan", ValueError, "lr", lr=float("nan")),
+        _bad(base, "lr-string", TypeError, "lr", lr="0.1"),
+        _bad(base, "momentum-negative", ValueError, "momentum", momentum=-0.9),
+        _bad(base, "weight_decay-negative", ValueError, "weight_decay", weight_decay=-1e-4),
+        _bad(base, "nesterov-without-momentum", ValueError, "nesterov", nesterov=True,
+             momentum=0.0),
+        _bad(base, "nesterov-with-dampening", ValueError, "nesterov", nesterov=True,
+             dampening=0.1),
+        _bad(base, "nesterov-not-bool", TypeError, "nesterov", nesterov=1),
+        _bad(base, "first_step-not-bool", TypeError, "first_step", first_step="yes"),
+    ]
+
+
+def adam_step_samples(dtype):
+    m = _Maker(dtype, 701)
+    samples = []
+
+    def add(desc, shape, step, large=False, **options):
+        kwargs = dict(param=m.normal(*shape), grad=m.normal(*shape, scale=0.5),
+                      exp_avg=m.normal(*shape, scale=0.1) if step > 1 else
+                      np.zeros(shape, dtype),
+                      exp_avg_sq=m.uniform(0, 0.05, *shape) if step > 1 else
+                      np.zeros(shape, dtype), step=step)
+        kwargs.update(options)
+        samples.append(Sample(desc, kwargs, large))
+
+    add("first-step", (37,), 1)
+    add("2d-step-5", (5, 7), 5, lr=0.01)
+    add("3d-l2-decay", (3, 4, 5), 3, lr=0.01, weight_decay=0.1)
+    add("adamw", (29,), 2, lr=0.01, weight_decay=0.01, decoupled=True)
+    add("adamw-no-decay", (6, 6), 7, lr=0.01, weight_decay=0.0, decoupled=True)
+    add("betas-eps", (17,), 10, lr=0.1, beta1=0.5, beta2=0.9, eps=1e-3)
+    add("beta-0", (11,), 4, lr=0.1, beta1=0.0, beta2=0.0)
+    add("late-step", (9,), 100000, lr=1e-3)
+    add("one-element", (1,), 2, lr=0.5)
+    add("mid-first-step", (41000,), 1)
+    add("mid-adamw", (256, 161), 12, lr=3e-3, weight_decay=0.05, decoupled=True)
+    add("mid-l2", (40003,), 4, lr=1e-2, weight_decay=1e-3)
+    add("huge-adamw", (530001,), 3, lr=1e-2, weight_decay=1e-2, decoupled=True, large=True)
+    return samples
+
+
+def adam_step_errors():
+    m = _Maker(np.dtype(np.float32), 702)
+    base = dict(param=m.normal(4, 3), grad=m.normal(4, 3), exp_avg=m.normal(4, 3),
+                exp_avg_sq=m.uniform(0, 1, 4, 3), step=2)
+    readonly = m.normal(4, 3)
+    readonly.flags.writeable = False
+    shared = m.normal(4, 3)
+    return [
+        _bad(base, "param-int", TypeError, "param", param=np.ones((4, 3), np.int32)),
+        _bad(base, "param-complex", TypeError, "param", param=np.ones((4, 3), np.complex64)),
+        _bad(base, "param-readonly", ValueError, "param", param=readonly),
+        _bad(base, "grad-shape", ValueError, "grad", grad=m.normal(4, 4)),
+        _bad(base, "grad-float64", TypeError, "grad", grad=np.ones((4, 3))),
+        _bad(base, "exp_avg-missing", ValueError, "exp_avg", exp_avg=None),
+        _bad(base, "exp_avg-shape", ValueError, "exp_avg", exp_avg=m.normal(4)),
+        _bad(base, "exp_avg_sq-float64", TypeError, "exp_avg_sq", exp_avg_sq=np.ones((4, 3))),
+        _bad(base, "exp_avg_sq-readonly", ValueError, "exp_avg_sq", exp_avg_sq=readonly),
+        _bad(base, "exp_avg_sq-is-exp_avg", ValueError, "exp_avg_sq", exp_avg=shared,
+             exp_avg_sq=shared),
+        _bad(base, "grad-is-param", ValueError, "grad", param=shared, grad=shared),
+        _bad(base, "step-0", ValueError, "step", step=0),
+        _bad(base, "step-float", TypeError, "step", step=1.5),
+        _bad(base, "lr-negative", ValueError, "lr", lr=-1e-3),
+        _bad(base, "beta1-1", ValueError, "beta1", beta1=1.0),
+        _bad(base, "beta2-negative", ValueError, "beta2", beta2=-0.1),
+        _bad(base, "eps-negative", ValueError, "eps", eps=-1e-8),
+        _bad(base, "weight_decay-negative", ValueError, "weight_decay", weight_decay=-0.01),
+        _bad(base, "decoupled-not-bool", TypeError, "decoupled", decoupled=None),
+    ]
+
+
+OPS.extend([
+    OpInfo("sgd_step", sgd_step_samples, sgd_step_errors, _sgd_updated),
+    OpInfo("adam_step", adam_step_samples, adam_step_errors,
+           lambda kwargs: ("param", "exp_avg", "exp_avg_sq")),
+])
+OPS_BY_NAME.update((op.name, op) for op in OPS[-2:])

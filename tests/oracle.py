@@ -248,3 +248,43 @@ def linear_backward(dy, x, weight, *, y=None, activation=None, has_bias=True, ne
     dz_rows, x_rows = dz.reshape(-1, dz.shape[-1]), _f64(x).reshape(-1, np.shape(x)[-1])
     dbias = dz_rows.sum(axis=0) if has_bias else None
     return dx, dz_rows.T @ x_rows, dbias
+
+
+# ---------------------------------------------------------------- optimizers
+
+def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
+             nesterov=False, weight_decay=0.0, first_step=False):
+    """torch.optim.SGD's documented update, in place on param (and the buffer):
+    g = grad + weight_decay * param; b = g on the first step, else
+    b = momentum * b + (1 - dampening) * g; the step is g + momentum * b
+    (Nesterov) or b, and param -= lr * step.  With momentum 0 the step is g."""
+    p = _f64(param)
+    g = _f64(grad) + weight_decay * p
+    if momentum != 0:
+        b = g.copy() if first_step else momentum * _f64(momentum_buffer) + (1 - dampening) * g
+        momentum_buffer[...] = b
+        g = g + momentum * b if nesterov else b
+    param[...] = p - lr * g
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, beta2=0.999,
+              eps=1e-8, weight_decay=0.0, decoupled=False):
+    """torch.optim.Adam's documented update (AdamW's with decoupled=True), in place:
+    AdamW first shrinks param by (1 - lr * weight_decay), Adam adds
+    weight_decay * param to the gradient; m = beta1 m + (1 - beta1) g,
+    v = beta2 v + (1 - beta2) g^2, m^ = m / (1 - beta1^t), v^ = v / (1 - beta2^t),
+    param -= lr * m^ / (sqrt(v^) + eps) -- with PyTorch's placement of eps,
+    i.e. lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
+    p = _f64(param)
+    g = _f64(grad)
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * p
+    m = beta1 * _f64(exp_avg) + (1 - beta1) * g
+    v = beta2 * _f64(exp_avg_sq) + (1 - beta2) * g * g
+    m_hat = m / (1 - beta1 ** step)
+    denom = np.sqrt(v) / np.sqrt(1 - beta2 ** step) + eps
+    exp_avg[...] = m
+    exp_avg_sq[...] = v
+    param[...] = p - lr * m_hat / denom

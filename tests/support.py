@@ -257,11 +257,13 @@ def numba_parallel_calls():
     globals, so wrapping those globals sees every call).
     """
     import importlib
+    import pkgutil
+    import fastnn._backends.numba as package
     from fastnn._backends.numba import _jit
     parallel = {id(d) for d, _ in _jit.ENTRY_POINTS if d.targetoptions.get("parallel")}
     calls, patched = [], []
-    for name in ("batchnorm", "softmax", "linear"):
-        module = importlib.import_module(f"fastnn._backends.numba.{name}")
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
         for attribute, value in list(vars(module).items()):
             if id(value) in parallel:
                 def recording(*args, _kernel=value, _name=value.py_func.__qualname__):

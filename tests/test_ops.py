@@ -156,6 +156,10 @@ PUBLIC_SIGNATURES = {
     "linear_forward": "(x, weight, bias=None, *, activation=None, backend=None)",
     "linear_backward": "(dy, x, weight, *, y=None, activation=None, has_bias=True, "
                        "need_dx=True, backend=None)",
+    "sgd_step": "(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, "
+                "nesterov=False, weight_decay=0.0, first_step=False, backend=None)",
+    "adam_step": "(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, beta1=0.9, "
+                 "beta2=0.999, eps=1e-08, weight_decay=0.0, decoupled=False, backend=None)",
 }
 
 

@@ -38,7 +38,7 @@ A kernel never modifies an input, except ``running_mean``/``running_var``
 Dimension letters: N is the batch (the rows), C the channels (batch norm) or
 the classes (cross-entropy), S the product of the spatial dimensions of a
 batch-norm input, R and L the rows and their length for softmax, K the input
-and M the output features of a Linear layer.
+and M the output features of a Linear layer, P the elements of a parameter.
 
 ===============================  =========================================================
 kernel                           signature (-> what it returns)
@@ -61,6 +61,10 @@ softmax_cross_entropy_with_grad  (logits, labels, probs, weight, ignore_index, r
 linear_forward                   (x[N,K], weight[M,K], bias[M|0], relu, y[N,M]) -> None
 linear_backward                  (dy[N,M], x[N,K], weight[M,K], y[N,M|0,0], relu,
                                  dx[N,K|0,0], dweight[M,K], dbias[M|0]) -> None
+sgd_step                         (param[P], grad[P], momentum_buffer[P|0], lr, momentum,
+                                 dampening, nesterov, weight_decay, first_step) -> None
+adam_step                        (param[P], grad[P], exp_avg[P], exp_avg_sq[P], step, lr,
+                                 beta1, beta2, eps, weight_decay, decoupled) -> None
 ===============================  =========================================================
 
 Batch norm: ``mean`` and ``invstd`` receive the statistics used, the batch's
@@ -83,6 +87,11 @@ the same array object, and is then overwritten in place.
 Linear: ``y = relu(x @ weight.T + bias)`` (ReLU when ``relu``).  The
 backward reads ``y`` only when ``relu`` (its sign is the mask), writes
 ``dx`` unless it is ``(0, 0)`` and ``dbias`` unless it is ``(0,)``.
+
+Optimizer steps: torch.optim's SGD and Adam/AdamW updates, in place over a
+parameter and its state seen as 1-D arrays of P elements (the API flattens
+them; ``momentum_buffer`` is zero-length when momentum is 0).  ``step`` is
+the step count after this step (>= 1); ``decoupled=True`` is AdamW's decay.
 """
 
 KERNELS = (
@@ -95,4 +104,6 @@ KERNELS = (
     "softmax_cross_entropy_with_grad",
     "linear_forward",
     "linear_backward",
+    "sgd_step",
+    "adam_step",
 )

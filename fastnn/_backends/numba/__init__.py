@@ -14,6 +14,7 @@ from .softmax import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_with_grad,
 )
+from .optim import adam_step, sgd_step
 
 
 def warmup():

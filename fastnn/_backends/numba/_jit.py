@@ -76,14 +76,15 @@ def _signatures(template):
     """Argument-type tuples of a signature template, one per float type.
 
     The template is a Numba signature string in which ``F`` stands for the
-    call's float type: ``"void(F[:, ::1], int64, boolean)"``.  Only the
-    argument types are kept: a call is matched (and cached on disk) by its
-    argument types alone.
+    call's float type, as an array's element or a scalar:
+    ``"void(F[:, ::1], F, int64, boolean)"``.  Only the argument types are
+    kept: a call is matched (and cached on disk) by its argument types alone.
     """
+    import re
     from numba.core import sigutils
     signatures = []
     for float_type in FLOAT_TYPES:
-        text = template.replace("F[", f"{float_type}[")
+        text = re.sub(r"\bF\b", float_type, template)
         args, _ = sigutils.normalize_signature(text)
         signatures.append(tuple(args))
     return signatures

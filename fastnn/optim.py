@@ -41,13 +41,10 @@ from . import _registry
 from . import _validate as v
 from .nn.module import Module, Parameter
 
-# Groups up to this many values take the single-call path.  Measured on the
-# project machine (float32, 2 threads, Adam, the kernel then threaded at
-# this size): the digits MLP's 85,770 values took 28 us in one call and 36
-# us with the copy of the 8 gradients into the flat buffer, against 45 us
-# for 8 calls (the kernel now runs serially there: 18 us for the call); the
-# 1.87M values of the 784-1024-1024-10 MLP take 0.74 ms in one call, and
-# copying its gradients would add 0.3-0.5 ms to save about 20 us of calls.
+# Groups up to this many values take the single-call path: for a small model
+# one call with the gradients copied into the flat buffer beats a call per
+# parameter, while for a large one the copy costs more than the calls it
+# saves (docs/PERFORMANCE.md, "Layers and the training loop").
 FLAT_GRADS_MAX_ELEMENTS = 1 << 18
 
 _ABSENT = {dtype: np.empty(0, dtype) for dtype in v.FLOAT_DTYPES}

@@ -37,6 +37,6 @@ class ReLU(Module):
 
     def _backward(self, grad_output, inplace):
         dy = check_grad_output(grad_output, self.output, "ReLU")
-        # A multiply by the boolean mask: 0.21 ms at 1024x1024 float32, where
-        # np.copyto(..., where=) and np.where took 4.4 and 5.2 ms.
+        # A multiply by the boolean mask: about 20x faster than
+        # np.copyto(..., where=) or np.where (docs/PERFORMANCE.md).
         return np.multiply(dy, self.output > 0, out=dy if inplace else None)

@@ -89,8 +89,7 @@ def tile_extent(plan, tile, N, C, S):
 # per-column vectors (shift, accumulators, coefficients) have length j1 - j0.
 # Their small loops (clearing and flushing the run sums, the plain-store row
 # loop beside the streamed one) are written out where they run: moved into
-# helpers, they made narrow inputs slower, e.g. the backward at (4096, 64)
-# 216-225 -> 245-252 us (float32, 2 threads, out=, one process per version).
+# helpers, they made narrow inputs slower (docs/PERFORMANCE.md).
 
 @jit()
 def _fold_sum(a, w):

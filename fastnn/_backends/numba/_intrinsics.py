@@ -15,8 +15,7 @@
   ownership), a third more traffic on a pass that reads one array and
   writes one.  ``store_fence()`` orders those stores before whatever
   follows (``sfence`` on x86); every tile that streams ends with one.
-  Measured on the project machine: a 67 MB y = (x - c) * s + o pass, 2
-  threads, 8.2-9.0 ms -> 5.5-6.5 ms.  The arithmetic is the scalar code's,
+  (Measured in docs/PERFORMANCE.md, "Batch norm".)  The arithmetic is the scalar code's,
   operation by operation (no contraction into fma), so results are the
   same bits.
 

@@ -30,9 +30,7 @@ kernel takes; each kernel family therefore has a serial variant used below
 
 Idle threads must sleep, not spin.  Numba's OpenMP pool spins after each
 parallel kernel by default, and a BLAS product started meanwhile (the next
-Linear layer) loses a core to it: on the project machine a parallel
-bias-gradient pass before the two products of a Linear backward made the
-products 1.9x slower (39.5 ms against 20.9 ms at 256x1024->1024, 2 threads).
+Linear layer) loses a core to it (docs/PERFORMANCE.md, "Linear").
 ``OMP_WAIT_POLICY=PASSIVE`` removes that, at about 4 us more per small
 parallel call; it is set here, before the pool starts, unless the user has
 chosen a policy.

@@ -14,8 +14,7 @@ How the work is split:
 - The matrix products go to NumPy's ``matmul``, i.e. the BLAS NumPy ships.
   Numba's own ``np.dot`` would need SciPy's BLAS bindings (SciPy is not a
   dependency of fastnn) and, where SciPy is installed, loads SciPy's separate
-  OpenBLAS with a second thread pool; measured 1.6-2x slower at
-  (256, 1024 -> 1024) next to NumPy's matmul in one process.
+  OpenBLAS with a second thread pool, which measured slower.
 - Forward epilogue: bias and ReLU in one in-place pass over the fresh GEMM
   output, right after the product, while it is still in cache.
 - Backward prologue: one pass over dy (and y for ReLU) writes the masked dz
@@ -29,10 +28,9 @@ How the work is split:
 The passes run on one thread.  They move a few bytes per multiply-add of
 the products (a 256x1024 pass takes about 0.05 ms beside a 10 ms product),
 and a parallel pass leaves Numba's OpenMP threads spinning just when BLAS
-starts its own: measured on the project machine, a parallel bias-gradient
-pass made the two products after it 1.9x slower whenever the pool spins
-(PyTorch imported first loads its OpenMP runtime with the spinning default,
-whatever ``_jit`` asks for).  The bias gradient is reduced over fixed tiles
+starts its own, which slows the products after it (PyTorch imported first
+loads its OpenMP runtime with the spinning default, whatever ``_jit`` asks
+for).  The measurements behind these choices are in docs/PERFORMANCE.md.  The bias gradient is reduced over fixed tiles
 of ``_DBIAS_ROWS`` x ``_DBIAS_COLUMNS`` into float64 partial rows combined
 in row-block order (float32 is accumulated in float64).
 
@@ -45,10 +43,8 @@ import numpy as np
 from ._jit import entry, jit
 
 # At or below this many multiply-adds (N * M * K) a single serial Numba
-# kernel runs the whole layer.  Measured on the project machine (float32 and
-# float64, forward and backward): the whole-layer kernel is 1.3-1.5x faster
-# at 8x16->16 (2**11), even with the BLAS path at 16x32->32 (2**14) and
-# slower from 2**15 on.
+# kernel runs the whole layer: there it beats the BLAS call and the Python
+# steps around it (docs/PERFORMANCE.md, "Linear").
 SMALL_LAYER_MAX_MACS = 1 << 14
 
 # Width of a forward-epilogue tile: one row segment, small enough that a
@@ -72,8 +68,8 @@ def _bias_relu_inplace(y, bias, relu):
     y is C-contiguous; work is split in row-segment tiles so that a few wide
     rows still feed every thread.  Each tile works on slice views: loop
     indices that start at 0 are provably non-negative, so Numba emits no
-    wraparound test and LLVM vectorizes the loop (offset indices measured
-    4-8x slower).
+    wraparound test and LLVM vectorizes the loop (offset indices were several
+    times slower).
     """
     n_rows, n_cols = y.shape
     tiles_per_row = (n_cols + _EPILOGUE_COLUMNS - 1) // _EPILOGUE_COLUMNS

@@ -35,10 +35,8 @@ _BLOCK = 1 << 14
 
 # Threads only from this many elements: an update moves 7 values per element
 # and is over in microseconds, while waking the pool (sleeping under
-# OMP_WAIT_POLICY=PASSIVE, see _jit.py) costs 40-50 us.  Measured, Adam,
-# float32, 2 threads, serial / parallel: 32768 elements 7.9 / 48.9 us,
-# 85770 18.2 / 68.4 us, 2**18 59 / 102 us, 2**19 111 / 111 us, 2**20 251 /
-# 182 us, 1.87M 655 / 361 us.
+# OMP_WAIT_POLICY=PASSIVE, see _jit.py) costs 40-50 us; 2**19 is where the
+# two measured level (docs/PERFORMANCE.md, "Optimizer steps").
 _PARALLEL_MIN_ELEMENTS = 1 << 19
 
 

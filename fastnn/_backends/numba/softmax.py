@@ -46,7 +46,7 @@ written over the logits, ``out=logits``) or from logits to a distinct array,
 because LLVM's runtime alias check would send an exactly aliased pair to the
 scalar loop.  The gradient is written with plain stores: forming each row in
 a scratch row and streaming it out (as batch norm streams its outputs)
-measured slower, 42 -> 46-58 ms at 2048 x 32000 float32 with out=.
+measured slower (docs/PERFORMANCE.md, "Softmax cross-entropy").
 
 Test: ``pytest tests -k "numba and (softmax or entropy)"`` (the conformance
 suite: float64 formulas, finite differences, PyTorch, strided and Fortran
@@ -175,15 +175,13 @@ def _row_exp_total(X, i, m, ahead):
     most often the same thread's next, as threads take consecutive blocks;
     i itself for the last row): the exp is compute-bound on a row
     already in cache, and without the prefetch memory would idle during it
-    and the core during the next row's first read (2048 x 32000 float32, 2
-    threads: 30 -> 24 ms).  Only here: where a gradient row is written too,
-    the prefetched row crowds the two rows out of L2 (with the prefetch, the
-    fused call at 2048 x 32000 went 41 -> 51 ms).
+    and the core during the next row's first read.  Only here: where a
+    gradient row is written too, the prefetched row crowds the two rows out
+    of L2 (both measured: docs/PERFORMANCE.md).
 
     A run of float32 terms in [0, 1] summed over the vector lanes rounds at
     most about (_EXP_RUN / 32) * 6e-8 relative: far below the loss's
-    tolerance, and one loop instead of an exp pass and a float64 sum pass
-    (loss-only 2048 x 32000 float32: 73 -> 53 ms on one thread).
+    tolerance, and one loop instead of an exp pass and a float64 sum pass.
     """
     C = X.shape[1]
     total = 0.0

@@ -55,6 +55,7 @@ class OpInfo:
     # where terms cancel, rounding errors are relative to them, not to the result.
     term_scales: Callable = field(default=lambda kwargs: None)
     out_index: int = 0              # the result's element that ``out=`` receives
+                                    # (None: the result itself)
 
     @property
     def function(self):
@@ -710,8 +711,15 @@ def _linear_cases(dtype, seed):
 
 def linear_forward_samples(dtype):
     _, cases = _linear_cases(dtype, 501)
-    return [Sample(desc, dict(x=x, weight=w, bias=b, activation=act), large)
-            for desc, x, w, b, act, large in cases]
+    samples = [Sample(desc, dict(x=x, weight=w, bias=b, activation=act), large)
+               for desc, x, w, b, act, large in cases]
+    # A preallocated output, filled with nan (one large: the BLAS path).
+    for sample in [samples[1], samples[7], next(s for s in samples if s.large)]:
+        kwargs = sample.kwargs
+        shape = kwargs["x"].shape[:-1] + kwargs["weight"].shape[:1]
+        samples.append(Sample(sample.desc + "-out", dict(
+            kwargs, out=np.full(shape, np.nan, dtype)), sample.large))
+    return samples
 
 
 def linear_backward_samples(dtype):
@@ -726,6 +734,14 @@ def linear_backward_samples(dtype):
         samples.append(Sample(desc, base, large))
         if not large:
             samples.append(Sample(desc + "-no-dx", dict(base, need_dx=False)))
+        if desc in ("bias-relu", "large-bias", "3d-input-bias-relu"):
+            # Gradients written into preallocated arrays (nan-filled): all
+            # three, or only some (the others fresh), one Fortran-ordered.
+            full = (np.full(x.shape, np.nan, dtype), np.full(w.shape, np.nan, dtype),
+                    np.full(w.shape[:1], np.nan, dtype))
+            samples.append(Sample(desc + "-out", dict(base, out=full), large))
+            some = (None, np.asfortranarray(np.full(w.shape, np.nan, dtype)), None)
+            samples.append(Sample(desc + "-out-dweight-fortran", dict(base, out=some), large))
     return samples
 
 
@@ -763,7 +779,11 @@ def linear_forward_errors():
         _bad(base, "x-3d-features", ValueError, ("weight", "x"), x=m.normal(2, 5, 3)),
         _bad(base, "weight-empty", ValueError, "weight", weight=np.zeros((0, 4), np.float32),
              bias=None),
-    ]
+        _bad(base, "out-shape", ValueError, "out", out=np.zeros((5, 4), np.float32)),
+        _bad(base, "out-float64", TypeError, "out", out=np.zeros((5, 3))),
+        _bad(base, "out-readonly", ValueError, "out", out=_readonly(np.zeros((5, 3), np.float32))),
+        _bad(base, "out-list", TypeError, "out", out=[[0.0] * 3] * 5),
+    ] + _overlap_errors(base, "out", np.zeros((5, 3), np.float32), ("x", "weight", "bias"))
 
 
 def linear_backward_errors():
@@ -786,7 +806,22 @@ def linear_backward_errors():
              y=np.abs(m.normal(2, 5, 3))),
         _bad(base, "x-empty", ValueError, "x", x=np.zeros((0, 4), np.float32),
              dy=np.zeros((0, 3), np.float32), y=np.zeros((0, 3), np.float32)),
-    ]
+        _bad(base, "out-not-tuple", TypeError, "out", out=np.zeros((3, 4), np.float32)),
+        _bad(base, "out-tuple-of-2", TypeError, "out", out=(None, None)),
+        _bad(base, "out-dweight-shape", ValueError, "out",
+             out=(None, np.zeros((4, 3), np.float32), None)),
+        _bad(base, "out-dx-float64", TypeError, "out", out=(np.zeros((5, 4)), None, None)),
+        _bad(base, "out-dbias-readonly", ValueError, "out",
+             out=(None, None, _readonly(np.zeros(3, np.float32)))),
+        _bad(base, "out-dbias-without-bias", ValueError, "out", has_bias=False,
+             out=(None, None, np.zeros(3, np.float32))),
+        _bad(base, "out-dx-without-need_dx", ValueError, "out", need_dx=False,
+             out=(np.zeros((5, 4), np.float32), None, None)),
+    ] + [ErrorCase(f"out-dweight-overlaps-{other}", dict(case.kwargs, out=(
+             None, case.kwargs["out"], None)), ValueError, ("out", other))
+         for other, case in ((o, ErrorCase("", _sharing(base, "out", np.zeros((3, 4), np.float32),
+                                                           o), ValueError, ("out",)))
+                             for o in ("dy", "x", "weight", "y"))]
 
 
 OPS = [
@@ -803,9 +838,9 @@ OPS = [
            term_scales=lambda kw: _ce_term_scales(kw)[1]),
     OpInfo("softmax_cross_entropy_with_grad", softmax_cross_entropy_with_grad_samples,
            softmax_cross_entropy_with_grad_errors, _out, _ce_term_scales, out_index=1),
-    OpInfo("linear_forward", linear_forward_samples, linear_forward_errors,
-           term_scales=linear_forward_scales),
-    OpInfo("linear_backward", linear_backward_samples, linear_backward_errors,
+    OpInfo("linear_forward", linear_forward_samples, linear_forward_errors, _out,
+           term_scales=linear_forward_scales, out_index=None),
+    OpInfo("linear_backward", linear_backward_samples, linear_backward_errors, _out,
            term_scales=linear_backward_scales),
 ]
 OPS_BY_NAME = {op.name: op for op in OPS}

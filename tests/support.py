@@ -181,8 +181,15 @@ def changed_arguments(kwargs, before, allowed=()):
 
 
 def copy_kwargs(kwargs):
-    return {name: value.copy() if isinstance(value, np.ndarray) else value
-            for name, value in kwargs.items()}
+    """Fresh copies of every array argument (also inside a tuple, as a
+    multi-output ``out=``)."""
+    def copy(value):
+        if isinstance(value, np.ndarray):
+            return value.copy()
+        if isinstance(value, tuple):
+            return tuple(copy(item) for item in value)
+        return value
+    return {name: copy(value) for name, value in kwargs.items()}
 
 
 def float64_kwargs(kwargs):

@@ -54,20 +54,43 @@ def check_call(op, kwargs, backend, dtype):
     assert changed_arguments(kwargs, before, allowed=mutable) == [], "an input was modified"
 
     inputs = [v for k, v in kwargs.items() if isinstance(v, np.ndarray) and k != "out"]
+    outs = out_arrays(kwargs)
     for i, out_array in enumerate(arrays_of(got)):
-        if kwargs.get("out") is not None and out_array is kwargs["out"]:
+        if any(out_array is given for given in outs):
             continue
         assert not any(np.shares_memory(out_array, a) for a in inputs), (
             f"output {i} shares memory with an input")
     return got
 
 
+def out_arrays(kwargs):
+    """The arrays an ``out=`` argument gives: one array, or a tuple's arrays."""
+    out = kwargs.get("out")
+    if out is None:
+        return []
+    return [a for a in out if a is not None] if isinstance(out, tuple) else [out]
+
+
+def assert_out_received(op, got, kwargs):
+    """With out=, the results are the out arrays themselves."""
+    out = kwargs.get("out")
+    if out is None:
+        return
+    if isinstance(out, tuple):
+        for i, given in enumerate(out):
+            if given is not None:
+                assert got[i] is given, f"with out=, result {i} is out[{i}] itself"
+    elif op.out_index is None:
+        assert got is out, "with out=, the result is out itself"
+    else:
+        assert got[op.out_index] is out, "with out=, the result is out itself"
+
+
 @pytest.mark.parametrize("op, index", SAMPLE_PARAMS)
 def test_matches_oracle(op, index, backend, dtype):
     sample = op.samples(dtype)[index]
     got = check_call(op, sample.kwargs, backend, dtype)
-    if sample.kwargs.get("out") is not None:
-        assert got[op.out_index] is sample.kwargs["out"], "with out=, the result is out itself"
+    assert_out_received(op, got, sample.kwargs)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -87,8 +110,7 @@ def test_memory_layouts(op, layout, backend, dtype):
             got = check_call(op, kwargs, backend, dtype)
         except AssertionError as failure:
             raise AssertionError(f"sample {sample.desc}, {layout}: {failure}") from None
-        if kwargs.get("out") is not None:
-            assert got[op.out_index] is kwargs["out"]
+        assert_out_received(op, got, kwargs)
         assert_outputs(got, contiguous, dtype, f"{sample.desc}, {layout} vs contiguous",
                        scale=op.scales(kwargs))
 
@@ -153,9 +175,9 @@ PUBLIC_SIGNATURES = {
     "softmax_cross_entropy_with_grad": "(logits, target, *, weight=None, ignore_index=-100, "
                                        "reduction='mean', label_smoothing=0.0, out=None, "
                                        "backend=None)",
-    "linear_forward": "(x, weight, bias=None, *, activation=None, backend=None)",
+    "linear_forward": "(x, weight, bias=None, *, activation=None, out=None, backend=None)",
     "linear_backward": "(dy, x, weight, *, y=None, activation=None, has_bias=True, "
-                       "need_dx=True, backend=None)",
+                       "need_dx=True, out=None, backend=None)",
     "sgd_step": "(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, "
                 "nesterov=False, weight_decay=0.0, first_step=False, backend=None)",
     "adam_step": "(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, beta1=0.9, "

@@ -164,6 +164,25 @@ def arrays_of(value):
     return [value] if isinstance(value, np.ndarray) else []
 
 
+# ------------------------------------------------------- finite differences
+
+def finite_difference(loss, array, h=None):
+    """dloss/darray by central differences; ``array`` is nudged in place and restored."""
+    h = FINITE_DIFFERENCE_STEP if h is None else h
+    grad = np.zeros(array.shape)
+    flat = array.reshape(-1)
+    assert np.shares_memory(flat, array), "finite differences need a contiguous array"
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + h
+        plus = loss()
+        flat[i] = original - h
+        minus = loss()
+        flat[i] = original
+        grad.flat[i] = (plus - minus) / (2 * h)
+    return grad
+
+
 # ----------------------------------------------------------------- snapshots
 
 def snapshot(kwargs):

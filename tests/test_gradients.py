@@ -11,23 +11,7 @@ how its own gradients are checked.  Small sizes: two calls per element.
 import numpy as np
 import pytest
 
-from .support import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, assert_close
-
-
-def finite_difference(loss, array, h=FINITE_DIFFERENCE_STEP):
-    """dloss/darray by central differences; ``array`` is nudged in place and restored."""
-    grad = np.zeros(array.shape)
-    flat = array.reshape(-1)
-    assert np.shares_memory(flat, array), "finite differences need a contiguous array"
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + h
-        plus = loss()
-        flat[i] = original - h
-        minus = loss()
-        flat[i] = original
-        grad.flat[i] = (plus - minus) / (2 * h)
-    return grad
+from .support import FINITE_DIFFERENCE, assert_close, finite_difference
 
 
 def check(got, numerical, what):

@@ -16,7 +16,7 @@ import pytest
 import fastnn
 from fastnn import nn
 
-from .support import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, assert_close, tolerance
+from .support import FINITE_DIFFERENCE, assert_close, finite_difference, tolerance
 
 # A layer's float32 results against PyTorch's float32: both round every
 # step at 6e-8; sums over a few hundred terms in different orders.
@@ -26,21 +26,6 @@ TORCH_FLOAT64 = type(tolerance(np.float64))(rtol=1e-11, atol=1e-12)
 
 def torch_tolerance(dtype):
     return TORCH_FLOAT32 if np.dtype(dtype) == np.float32 else TORCH_FLOAT64
-
-
-def numeric_gradient(loss, array, step=FINITE_DIFFERENCE_STEP):
-    """Central differences of the scalar ``loss()`` with respect to ``array`` (in place)."""
-    grad = np.zeros_like(array, dtype=np.float64)
-    flat, out = array.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + step
-        up = loss()
-        flat[i] = keep - step
-        down = loss()
-        flat[i] = keep
-        out[i] = (up - down) / (2 * step)
-    return grad
 
 
 def probe_loss(layer, x, probe):
@@ -80,10 +65,10 @@ def test_gradients_match_finite_differences(case, backend):
         loss = probe_loss(layer, x, probe)
         layer(x)
         dx = layer.backward(probe.copy())
-        assert_close(dx, numeric_gradient(loss, x), FINITE_DIFFERENCE, "dx")
+        assert_close(dx, finite_difference(loss, x), FINITE_DIFFERENCE, "dx")
         for name, p in layer.named_parameters():
             grad = p.grad.copy()
-            assert_close(grad, numeric_gradient(loss, p.data), FINITE_DIFFERENCE, name)
+            assert_close(grad, finite_difference(loss, p.data), FINITE_DIFFERENCE, name)
 
 
 def test_softmax_cross_entropy_gradient_matches_finite_differences(backend):
@@ -96,7 +81,7 @@ def test_softmax_cross_entropy_gradient_matches_finite_differences(backend):
         with fastnn.use_backend(backend):
             criterion(logits, target)
             grad = criterion.backward()
-            numeric = numeric_gradient(lambda: criterion(logits, target), logits)
+            numeric = finite_difference(lambda: criterion(logits, target), logits)
         assert_close(grad, numeric, FINITE_DIFFERENCE, f"dlogits {options}")
 
 

@@ -86,6 +86,8 @@ def test_select_sizes():
                        "linear_forward": ["medium"]}
     by_label = cli.select_sizes(["cross_entropy", "linear_forward"], "2048x32000", full=False)
     assert by_label == {"cross_entropy": ["large"]}
+    both = cli.select_sizes(["batchnorm_backward"], "medium,medium-nchw", full=False)
+    assert both == {"batchnorm_backward": ["medium", "medium-nchw"]}
     with pytest.raises(cli.UsageError, match="'huge'"):
         cli.select_sizes(["cross_entropy"], "huge", full=False)
 
@@ -206,12 +208,23 @@ def test_time_interleaved_measures_with_the_injected_clock_and_rotates():
     # The pause follows every sample of the millisecond call, and only those.
     assert sleeps == [0.01] * rounds
     # Round r starts with contender r mod 3: drift hits every contender alike.
-    timed = log[-(2000 + 200 + 1) * rounds:]
-    starts, position = [], 0
-    for _ in range(rounds):
-        starts.append(timed[position])
-        position += 2000 + 200 + 1
+    # Every sample starts with one untimed call (the fastest call is far
+    # below 5 ms: the case is timed warm).
+    per_round = 2001 + 201 + 2
+    timed = log[-per_round * rounds:]
+    starts = [timed[r * per_round] for r in range(rounds)]
     assert starts[:3] == ["a", "b", "slow"]
+    assert timed[:2001] == ["a"] * 2001
+
+
+def test_slow_cases_are_not_primed():
+    clock, log = ManualClock(), []
+    calls = {"a": clock.kernel(6e-3, log, "a"), "b": clock.kernel(8e-3, log, "b")}
+    result = timing.time_interleaved(calls, budget_s=0.05, min_rounds=3, clock=clock,
+                                     sleep=lambda s: None)
+    assert result["a"].rounds == 3 and result["a"].median == pytest.approx(6e-3)
+    # Warm-up until 20 ms (4 and 3 calls), then one call per sample, no priming.
+    assert log == ["a"] * 4 + ["b"] * 3 + ["a", "b", "b", "a", "a", "b"]
 
 
 def test_time_interleaved_honours_a_timers_own_pause():
@@ -223,7 +236,8 @@ def test_time_interleaved_honours_a_timers_own_pause():
         def warm(self, seconds):
             return 1e-6
 
-        def sample(self, repeat):
+        def sample(self, repeat, prime=False):
+            assert prime            # a microsecond call is timed warm
             clock.now += 1e-6 * repeat
             return 1e-6
 

@@ -121,11 +121,10 @@ def select_sizes(kernel_names, text, full):
         else:
             names = []
             for size in kernel.sizes:
-                for token in tokens:
-                    if token in (size.name, size.tier, size.label):
-                        names.append(size.name)
-                        used.add(token)
-                        break
+                matching = [t for t in tokens if t in (size.name, size.tier, size.label)]
+                if matching:
+                    names.append(size.name)
+                    used.update(matching)
         if names:
             selected[name] = names
     if tokens is not None:

@@ -31,7 +31,7 @@ is ``{"ok": value}`` or ``{"error": text}``.
     hello                                   -> how PyTorch runs: version, threads, env
     prepare case, kernel, size, dtype, threads -> the outputs of one call
     warm case, seconds                      -> the last call's seconds
-    sample case, repeat                     -> seconds per call
+    sample case, repeat, prime              -> seconds per call
     release                                 -> frees the inputs
     quit
 
@@ -136,12 +136,12 @@ class _Server:
         from .timing import warm
         return warm(self.cases[case], seconds)
 
-    def sample(self, case, repeat):
+    def sample(self, case, repeat, prime=False):
         from .timing import sample
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return sample(self.cases[case], repeat)
+            return sample(self.cases[case], repeat, prime=prime)
         finally:
             if enabled:
                 gc.enable()
@@ -286,8 +286,8 @@ class RemoteCall:
     def warm(self, seconds):
         return self.worker.request("warm", case=self.case, seconds=seconds)
 
-    def sample(self, repeat):
-        return self.worker.request("sample", case=self.case, repeat=repeat)
+    def sample(self, repeat, prime=False):
+        return self.worker.request("sample", case=self.case, repeat=repeat, prime=prime)
 
 
 def describe(info):

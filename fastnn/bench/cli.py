@@ -9,7 +9,9 @@ core from whatever runs next (Numba's or PyTorch's threads) when benchmarks
 interleave.  The setting that stops it, ``OPENBLAS_THREAD_TIMEOUT``, is only
 read when OpenBLAS loads, which ``import fastnn`` (through NumPy) has already
 done; so unless the variable is set, the bench re-runs itself once in a
-child process that has it.
+child process that has it, and tells the child it added it, so that
+PyTorch's worker still starts with the user's own environment
+(``environment.py``).
 """
 
 import argparse
@@ -20,7 +22,8 @@ import subprocess
 import sys
 import time
 
-_CHILD_MARK = "FASTNN_BENCH_CHILD"
+from . import environment
+
 OPENBLAS_TIMEOUT = "4"      # 2**4 cycles: workers sleep at once after a call
 
 QUICK = {"budget_s": 0.4, "min_rounds": 3}
@@ -54,6 +57,10 @@ def _parser():
     parser.add_argument("--backends",
                         help="comma-separated fastnn backends (default: every available one)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--targets", metavar="PATH",
+                        help="the performance targets to check (TOML, or JSON with the same "
+                             "keys; default: the file shipped with fastnn, "
+                             "fastnn/bench/targets.toml)")
     parser.add_argument("--time-per-case", type=float, metavar="SECONDS",
                         help="timing budget per case and thread count "
                              f"(default {QUICK['budget_s']} quick, {FULL['budget_s']} full)")
@@ -114,11 +121,10 @@ def select_sizes(kernel_names, text, full):
         else:
             names = []
             for size in kernel.sizes:
-                for token in tokens:
-                    if token in (size.name, size.tier, size.label):
-                        names.append(size.name)
-                        used.add(token)
-                        break
+                matching = [t for t in tokens if t in (size.name, size.tier, size.label)]
+                if matching:
+                    names.append(size.name)
+                    used.update(matching)
         if names:
             selected[name] = names
     if tokens is not None:
@@ -205,19 +211,25 @@ def _list(kernel_names):
         for size in kernel.sizes:
             mark = "  (quick)" if size.name in kernel.quick else ""
             lines.append(f"    {size.name:12} {size.label}{mark}")
-    contenders, skipped = make_contenders()
+    contenders, skipped, lacking = make_contenders()
     lines.append("contenders: " + ", ".join(c.name for c in contenders))
     for name, reason in skipped.items():
         lines.append(f"    not available: {name}: {reason}")
+    for name, missing in lacking.items():
+        lines.append(f"    {name} lacks: {', '.join(missing)}")
+    from .targets import DEFAULT_PATH
+    lines.append(f"targets: {DEFAULT_PATH} (another file: --targets PATH)")
     print("\n".join(lines))
 
 
 def _respawn(argv):
     """Re-run in a child with OPENBLAS_THREAD_TIMEOUT set; None when not needed."""
-    if os.environ.get(_CHILD_MARK) or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+    if os.environ.get(environment.CHILD_MARK) or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
         return None
-    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT=OPENBLAS_TIMEOUT)
-    env[_CHILD_MARK] = "1"
+    env = environment.user_environment()
+    env["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_TIMEOUT
+    env[environment.ADDED_MARK] = "OPENBLAS_THREAD_TIMEOUT"
+    env[environment.CHILD_MARK] = "1"
     try:
         return subprocess.call([sys.executable, "-m", "fastnn", "bench", *argv], env=env)
     except KeyboardInterrupt:
@@ -245,6 +257,15 @@ def main(argv=None):
         threads = select_threads(args.threads)
         if args.time_per_case is not None and args.time_per_case <= 0:
             raise UsageError("--time-per-case: expected a positive number of seconds")
+        from .targets import TargetsError, load
+        targets_note = None
+        try:
+            targets = load(args.targets)
+        except TargetsError as exc:
+            if args.targets:
+                raise UsageError(f"--targets: {exc}") from None
+            targets, targets_note = None, str(exc)    # the shipped file: report, don't stop
+
     except UsageError as exc:
         parser.error(str(exc))       # exits with status 2
     if args.plot:
@@ -272,7 +293,8 @@ def main(argv=None):
         memory=not args.no_memory, startup=not args.no_startup,
         cold_compile=args.cold_compile or args.full, roofline=not args.no_roofline,
         mode="full" if args.full else "quick",
-        reference_at_large=args.full or "numpy" in (config_backends or ()))
+        reference_at_large=args.full or "numpy" in (config_backends or ()),
+        targets=targets, targets_note=targets_note)
     progress = Progress(not args.quiet)
     try:
         result = run(config, progress)

@@ -20,6 +20,7 @@ How to read a kernel table (one per kernel, dtype and thread count):
 """
 
 from . import contenders as contenders_mod
+from .machine import CONTENDED_CPUS
 
 
 def fmt_time(seconds):
@@ -76,9 +77,18 @@ def _header(result):
     ]
     for name, reason in result["skipped"].items():
         lines.append(f"  not run: {name}: {reason}")
+    for name, missing in (result.get("lacking") or {}).items():
+        lines.append(f"  {name} lacks kernels (no rows for them): "
+                     + "; ".join(f"{kernel} ({reason})" for kernel, reason in missing.items()))
+    how = result.get("how") or {}
+    if how:
+        lines.append("how each contender ran:")
+        for name, text in how.items():
+            lines.append(f"  {text}" if name == "this process" else f"  {name}: {text}")
     env = machine.get("environment") or {}
     if env:
-        lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+        lines.append("environment of this process: "
+                     + ", ".join(f"{k}={v}" for k, v in env.items()))
     return lines
 
 
@@ -159,19 +169,28 @@ def _kernel_tables(result):
         lines += ["", f"{kernel.name}, {dtype}, {threads} thread(s): {kernel.title}; {cost}",
                   _line([name for name, _, _ in _COLUMNS])]
         previous_size = None
-        for row in group:
+        for index, row in enumerate(group):
             size = f"{row['size']} {row['label']}" if row["size"] != previous_size else ""
             previous_size = row["size"]
+            last_of_case = index + 1 == len(group) or group[index + 1]["size"] != row["size"]
             if row["status"] != "ok":
                 lines.append(_line([size, row["contender"]]) + "  " + row["status"].upper())
-                continue
-            lines.append(_line([
+            else:
+                lines.append(_row_line(size, row))
+            if last_of_case and (row.get("other_cpus") or 0.0) > CONTENDED_CPUS:
+                lines.append(f"{'':24} ! other processes kept {row['other_cpus']:.2f} CPU(s) "
+                             f"busy while this case was timed: its figures are not the "
+                             f"machine's, and its targets are not judged")
+    return lines
+
+
+def _row_line(size, row):
+    return _line([
                 size, row["contender"], fmt_time(row["median_s"]), fmt_time(row["min_s"]),
                 fmt_time(row["max_s"]), fmt_ratio(row.get("vs_numpy")),
                 fmt_ratio(row.get("vs_torch")), fmt_rate(row), fmt_share(row.get("of_roof")),
                 fmt_bytes(row.get("extra_bytes")) if row["kind"] != "bound" else "",
-            ]))
-    return lines
+            ])
 
 
 def _scaling(result):
@@ -198,29 +217,47 @@ def _scaling(result):
 
 def _targets(result):
     verdicts = result.get("targets") or []
-    if not verdicts:
-        return []
-    lines = ["", "targets (issue 3; met / MISSED, '-' when a figure is missing):"]
+    path = result.get("targets_file")
+    if path is None:
+        note = result.get("targets_note")
+        return ["", f"targets: not checked: {note}"] if note else []
+    lines = ["", f"targets ({path}; met / MISSED, '-' when a figure is missing):"]
     names = {"vs_numpy": "xNumPy", "vs_torch": "xTorch", "of_triad": "of triad",
-             "gemm_overhead": "over gemm-only"}
+             "max_over_gemm_only": "over gemm-only"}
     for verdict in verdicts:
         parts = []
         for criterion, c in verdict["criteria"].items():
-            if criterion in ("of_triad", "gemm_overhead"):
-                sign = "<=" if criterion == "gemm_overhead" else ">="
+            base = criterion.split(" (")[0]
+            sign = "<=" if c["sense"] == "max" else ">="
+            if base == "of_triad":
                 wanted = f"{sign}{100 * c['wanted']:.0f}%"
-                got = "-" if c["got"] is None else f"{100 * c['got']:+.0f}%" \
-                    if criterion == "gemm_overhead" else f"{100 * c['got']:.0f}%"
+                got = "-" if c["got"] is None else f"{100 * c['got']:.0f}%"
+            elif base == "max_over_gemm_only":
+                wanted = f"{sign}{100 * c['wanted']:.0f}%"
+                got = "-" if c["got"] is None else f"{100 * c['got']:+.0f}%"
             else:
-                wanted = f">={c['wanted']:g}"
+                wanted = f"{sign}{c['wanted']:g}"
                 got = "-" if c["got"] is None else fmt_ratio(c["got"])
+            label = names.get(base, "x" + base[len("vs_"):] if base.startswith("vs_") else base)
+            if criterion != base:
+                label += criterion[len(base):]
             mark = {True: "met", False: "MISSED", None: "-"}[c["met"]]
-            parts.append(f"{names[criterion]} {got} ({wanted} {mark})")
+            parts.append(f"{label} {got} ({wanted} {mark})")
         lines.append(f"  {verdict['contender']} {verdict['kernel']} {verdict['label']} "
-                     f"{verdict['dtype']} {verdict['threads']}t: " + "; ".join(parts))
-    met = sum(c["met"] is True for v in verdicts for c in v["criteria"].values())
-    missed = sum(c["met"] is False for v in verdicts for c in v["criteria"].values())
-    lines.append(f"  {met} criteria met, {missed} missed")
+                     f"{verdict['dtype']} {verdict['threads']}t: " + "; ".join(parts)
+                     + ("  [timed under contention: not judged]" if verdict.get("contended")
+                        else ""))
+    judged = [c for v in verdicts if not v.get("contended") for c in v["criteria"].values()]
+    met = sum(c["met"] is True for c in judged)
+    missed = sum(c["met"] is False for c in judged)
+    unknown = sum(c["met"] is None for c in judged)
+    contended = sum(len(v["criteria"]) for v in verdicts if v.get("contended"))
+    lines.append(f"  {met} criteria met, {missed} missed"
+                 + (f", {unknown} not checked (a figure is missing)" if unknown else "")
+                 + (f", {contended} not judged (their cases were timed while other processes "
+                    f"kept CPUs busy; rerun when the machine is quiet)" if contended else ""))
+    for name in result.get("targets_unchecked") or []:
+        lines.append(f"  targets of fastnn[{name}]: not checked, no fastnn[{name}] row ran")
     return lines
 
 
@@ -235,7 +272,7 @@ def _failures(result):
     return lines
 
 
-BUSY_WARNING = 0.25     # CPUs' worth of other processes' work that makes a run suspect
+BUSY_WARNING = CONTENDED_CPUS
 
 
 def _contention(result):
@@ -256,6 +293,6 @@ def render(result):
     lines += _kernel_tables(result) + _scaling(result) + _targets(result) + _failures(result)
     lines += _contention(result)
     lines += ["", f"baseline: {contenders_mod.BASELINE} = idiomatic NumPy "
-              f"(fastnn/bench/baselines.py); "
+              f"(each kernel's entry in fastnn/bench/cases/); "
               f"speedup = other median / this median; finished in {result['elapsed_s']:.0f} s"]
     return "\n".join(lines) + "\n"

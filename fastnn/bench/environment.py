@@ -1,0 +1,60 @@
+"""The user's environment as it was before fastnn and the bench changed it.
+
+Two settings in the bench's own process are not the user's:
+
+- ``OMP_WAIT_POLICY=PASSIVE``: fastnn's numba backend sets it when it is
+  imported (unless the user chose a policy), so that its OpenMP pool sleeps
+  between kernels instead of spinning;
+- ``OPENBLAS_THREAD_TIMEOUT``: ``python -m fastnn bench`` re-runs itself
+  with it set (``cli._respawn``), so OpenBLAS's threads stop spinning soon
+  after each call.
+
+A peer library such as PyTorch must run under the user's settings, not
+fastnn's: its worker process (``worker.py``) is started with
+``user_environment()``.  The snapshot is taken when ``fastnn.bench`` is
+first imported; the re-run child learns from ``ADDED_MARK`` which variables
+its parent added.  If the numba backend was imported before the snapshot
+(fastnn used in-process before the bench), an ``OMP_WAIT_POLICY=PASSIVE``
+in it is taken to be fastnn's: the user's own choice of PASSIVE is then
+indistinguishable and is dropped too (``ambiguous()`` says so).
+"""
+
+import os
+import sys
+
+ADDED_MARK = "FASTNN_BENCH_ADDED_ENV"     # comma-separated names the bench's parent added
+CHILD_MARK = "FASTNN_BENCH_CHILD"
+WAIT_POLICY = "OMP_WAIT_POLICY"
+FASTNN_WAIT_POLICY = "PASSIVE"            # what fastnn/_backends/numba/_jit.py sets
+_JIT_MODULE = "fastnn._backends.numba._jit"
+
+_snapshot = dict(os.environ)
+_jit_before_snapshot = _JIT_MODULE in sys.modules
+
+
+def ambiguous():
+    """True when the snapshot may hold fastnn's wait policy rather than the user's."""
+    return _jit_before_snapshot and _snapshot.get(WAIT_POLICY) == FASTNN_WAIT_POLICY
+
+
+def user_environment():
+    """A copy of the environment as the user set it (fastnn's and the bench's additions removed)."""
+    env = dict(_snapshot)
+    for name in filter(None, env.pop(ADDED_MARK, "").split(",")):
+        env.pop(name, None)
+    env.pop(CHILD_MARK, None)
+    if ambiguous():
+        env.pop(WAIT_POLICY, None)
+    return env
+
+
+def changed_by_fastnn():
+    """``{name: (the user's value or None, this process's value)}`` where they differ."""
+    user = user_environment()
+    changes = {}
+    for name in sorted(set(user) | set(os.environ)):
+        if name in (ADDED_MARK, CHILD_MARK):
+            continue
+        if user.get(name) != os.environ.get(name):
+            changes[name] = (user.get(name), os.environ.get(name))
+    return changes

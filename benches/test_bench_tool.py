@@ -178,15 +178,16 @@ def test_every_family_has_a_bench_file():
 def test_check_sizes_reach_the_numba_paths_they_are_for():
     # The --benchmark-disable pass runs each kernel at its check size in
     # float64; these are the numba backend's thresholds those sizes must pass.
-    from fastnn._backends.numba import _jit, batchnorm
+    from fastnn._backends.numba import _batchnorm_tiles, _jit
+    from conftest import CHECK_STREAM_BYTES
     for kernel in cases.KERNELS.values():
         size = kernel.check_size
         elements = int(np.prod(size.shape))
         if kernel.family in ("batchnorm", "cross_entropy"):
             assert elements >= _jit.PARALLEL_MIN_ELEMENTS, kernel.name
         if kernel.family == "batchnorm":
-            assert elements > 2 * batchnorm._TILE_ELEMENTS, kernel.name     # several tiles
-            assert elements * 8 >= batchnorm._STREAM_MIN_BYTES, kernel.name  # float64 out=
+            assert elements > 2 * _batchnorm_tiles.TILE_ELEMENTS, kernel.name   # several tiles
+            assert elements * 8 >= CHECK_STREAM_BYTES, kernel.name   # float64 out= streams
             assert "out" in kernel.variants
 
 

@@ -157,14 +157,19 @@ def test_baseline_in_working_dtype_matches_float64_reference(kernel_name, dtype)
 def test_entries_are_complete():
     from fastnn._backends import KERNELS as CONTRACT
     for kernel in cases.KERNELS.values():
-        assert kernel.api in CONTRACT, kernel.name
+        assert kernel.apis and set(kernel.apis) <= set(CONTRACT), kernel.name
         assert kernel.family in cases.FAMILIES
         assert (kernel.bytes_formula is None) != (kernel.flops_formula is None), kernel.name
         assert kernel.check_size is not None, kernel.name
         for variant in kernel.variants:
             assert variant in contenders.VARIANTS, (kernel.name, variant)
-            inputs = cases.case_inputs(kernel, kernel.sizes[0], "float32")
-            assert "out" in inputs and "out" in kernel.mutable, kernel.name
+            if variant == "out":
+                inputs = cases.case_inputs(kernel, kernel.sizes[0], "float32")
+                assert "out" in inputs and "out" in kernel.mutable, kernel.name
+            if variant == "kernels":
+                assert kernel.kernels_only is not None, kernel.name
+        for variant in kernel.torch_variants:
+            assert variant in contenders.TORCH_VARIANTS, (kernel.name, variant)
 
 
 def test_every_family_has_a_bench_file():

@@ -157,14 +157,19 @@ def test_baseline_in_working_dtype_matches_float64_reference(kernel_name, dtype)
 def test_entries_are_complete():
     from fastnn._backends import KERNELS as CONTRACT
     for kernel in cases.KERNELS.values():
-        assert kernel.api in CONTRACT, kernel.name
+        assert kernel.apis and set(kernel.apis) <= set(CONTRACT), kernel.name
         assert kernel.family in cases.FAMILIES
         assert (kernel.bytes_formula is None) != (kernel.flops_formula is None), kernel.name
         assert kernel.check_size is not None, kernel.name
         for variant in kernel.variants:
             assert variant in contenders.VARIANTS, (kernel.name, variant)
-            inputs = cases.case_inputs(kernel, kernel.sizes[0], "float32")
-            assert "out" in inputs and "out" in kernel.mutable, kernel.name
+            if variant == "out":
+                inputs = cases.case_inputs(kernel, kernel.sizes[0], "float32")
+                assert "out" in inputs and "out" in kernel.mutable, kernel.name
+            if variant == "kernels":
+                assert kernel.kernels_only is not None, kernel.name
+        for variant in kernel.torch_variants:
+            assert variant in contenders.TORCH_VARIANTS, (kernel.name, variant)
 
 
 def test_every_family_has_a_bench_file():
@@ -499,9 +504,10 @@ def test_kernel_availability_without_kernel_status(monkeypatch):
 
 def _row(contender, median, size="large", label="2048x32000", kernel="cross_entropy",
          **extra):
-    kind = {"numpy": "baseline", "torch": "torch"}.get(contender, "fastnn")
+    kind = "torch" if contender.startswith("torch") else \
+        {"numpy": "baseline"}.get(contender, "fastnn")
     backend = contender[len("fastnn["):].split("]")[0] if kind == "fastnn" else None
-    variant = "out" if contender.endswith("+out") else None
+    variant = contender.split("+", 1)[1] if "+" in contender else None
     row = dict(kernel=kernel, size=size, label=label, dtype="float32", threads=2,
                contender=contender, kind=kind, backend=backend, variant=variant, status="ok",
                median_s=median)
@@ -536,6 +542,40 @@ def test_targets_verdicts():
     assert criteria["vs_numpy"] == {"wanted": 4.0, "got": 5.0, "met": True, "sense": "min"}
     assert criteria["vs_torch"]["met"] is True
     assert criteria["of_triad"]["met"] is True      # 0.65 >= 0.60 for the loss at 2048x32000
+
+
+def test_training_step_targets_take_the_faster_torch_and_the_kernels_only_floor():
+    kernel, size, label = "train_step", "medium", "1024x784-1024-1024-10"
+    rows = [_row("numpy", 0.100, size, label, kernel), _row("torch", 0.060, size, label, kernel),
+            _row("torch+fused", 0.050, size, label, kernel),
+            _row("fastnn[numba]", 0.040, size, label, kernel),
+            _row("fastnn[numba]+kernels", 0.038, size, label, kernel)]
+    for row in rows:
+        row.update(min_bytes=None, flops=None)
+    runner._derive(rows, {})
+    by_name = {r["contender"]: r for r in rows}
+    assert by_name["fastnn[numba]"]["vs_torch"] == pytest.approx(0.050 / 0.040)
+    (verdict,) = targets.check(rows, targets.load())     # the +kernels row is not judged
+    criteria = verdict["criteria"]
+    assert verdict["contender"] == "fastnn[numba]"
+    assert criteria["vs_torch"]["wanted"] == 1.2 and criteria["vs_torch"]["met"] is True
+    assert criteria["max_over_kernels_only"]["got"] == pytest.approx(0.040 / 0.038 - 1)
+    assert criteria["max_over_kernels_only"]["met"] is True
+    slow = [dict(r, median_s=0.050) if r["contender"] == "fastnn[numba]" else r for r in rows]
+    (verdict,) = targets.check(slow, targets.load())
+    assert verdict["criteria"]["max_over_kernels_only"]["met"] is False   # +32% > 10%
+
+
+def test_training_step_contenders():
+    kernel = cases.KERNELS["train_step"]
+    names = {c.name for c in contenders.make_contenders()[0] if c.applies_to(kernel)}
+    assert {"numpy", "fastnn[numpy]", "fastnn[numba]", "fastnn[numba]+kernels"} <= names
+    assert "fastnn[numba]+out" not in names and "gemm-only" not in names
+    if HAS_TORCH:
+        assert {"torch", "torch+fused"} <= names
+    for other in cases.KERNELS.values():
+        if other.name != "train_step":
+            assert not Contender("torch+fused", "torch", variant="fused").applies_to(other)
 
 
 def test_c_targets_select_by_variant_dtype_and_compare_backends():

@@ -6,12 +6,18 @@ The contenders, in the order tables show them:
   in ``cases``), the denominator of every "x NumPy" speedup;
 - ``torch``: PyTorch's CPU functions (``torch.nn.functional``, autograd for
   the backward), only when PyTorch is installed; never a requirement.
+  ``torch+fused`` (the training step): ``torch.optim.Adam(fused=True)``;
+  where there are several PyTorch rows, the fastest is the one every
+  "x Torch" speedup is taken against;
   ``python -m fastnn bench`` runs it in its own process under the user's
   environment (``worker.py``); ``benches/`` runs it in-process;
 - ``fastnn[NAME]``: each fastnn backend that can run, called through the
   public API with ``backend=NAME``, for the kernels that backend has;
   ``fastnn[NAME]+out`` rows call it with a reused ``out=`` buffer, for the
   kernels that take one (not for the ``numpy`` reference backend);
+  ``fastnn[NAME]+kernels`` rows (the training step) make the same kernel
+  calls on the same arrays without the layers, optimizer and loop: the
+  floor the framework's overhead is measured against;
 - ``gemm-only``: for Linear kernels, NumPy's bare matrix products without
   bias, ReLU or bias gradient: not a contender but the floor a Linear layer
   can reach (a fused layer should cost the products and nothing more).
@@ -29,8 +35,9 @@ from dataclasses import dataclass
 
 BASELINE = "numpy"
 REFERENCE_BACKEND = "numpy"  # fastnn's readable oracle backend
-VARIANTS = ("out",)         # every variant some kernel declares (cases.Kernel.variants)
+VARIANTS = ("out", "kernels")   # every variant some kernel declares (cases.Kernel.variants)
 TORCH = "torch"
+TORCH_VARIANTS = ("fused",)     # every torch variant some kernel declares (Kernel.torch_variants)
 BOUND = "gemm-only"
 
 
@@ -45,8 +52,10 @@ class Contender:
     def applies_to(self, kernel):
         if self.kind == "bound":
             return kernel.bound is not None
-        if self.kind == "fastnn" and kernel.api in self.lacks:
+        if self.kind == "fastnn" and any(api in self.lacks for api in kernel.apis):
             return False
+        if self.kind == "torch":
+            return self.variant is None or self.variant in kernel.torch_variants
         return self.variant is None or self.variant in kernel.variants
 
     def prepare(self, kernel, inputs):
@@ -67,6 +76,8 @@ class Contender:
             return call, lambda result: kernel.outputs(result, inputs)
         if self.kind == "torch":
             import torch
+            if self.variant is not None:
+                return kernel.torch(torch, inputs, variant=self.variant)
             return kernel.torch(torch, inputs)
         if self.kind == "bound":
             return kernel.bound(inputs), None
@@ -124,6 +135,8 @@ def make_contenders(backends=None, use_torch=True, bound=True):
     if use_torch:
         if torch_available():
             contenders.append(Contender(TORCH, "torch"))
+            for variant in TORCH_VARIANTS:
+                contenders.append(Contender(f"{TORCH}+{variant}", "torch", variant=variant))
         else:
             skipped[TORCH] = "not installed"
     else:

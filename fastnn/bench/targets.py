@@ -25,7 +25,8 @@ DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets
 VARIANTS = ("plain", "out")
 # criterion -> its name in the report (vs_backend, a table of backends, is apart)
 RATIO_CRITERIA = {"vs_numpy": "xNumPy", "vs_torch": "xTorch", "of_triad": "of triad",
-                  "max_over_gemm_only": "over gemm-only"}
+                  "max_over_gemm_only": "over gemm-only",
+                  "max_over_kernels_only": "over kernels-only"}
 _SELECTORS = ("backends", "kernels", "sizes", "variants", "dtypes", "threads")
 
 
@@ -187,6 +188,12 @@ def _criteria(target, row, case):
             if bound is not None and bound.get("median_s") and row.get("median_s"):
                 got = row["median_s"] / bound["median_s"] - 1.0
             found.append(("max_over_gemm_only", wanted, got, "max"))
+        elif key == "max_over_kernels_only":
+            floor = case.get(f"fastnn[{row['backend']}]+kernels")
+            got = None
+            if floor is not None and floor.get("median_s") and row.get("median_s"):
+                got = row["median_s"] / floor["median_s"] - 1.0
+            found.append(("max_over_kernels_only", wanted, got, "max"))
         elif key == "vs_backend":
             for other, ratio in wanted.items():
                 name = f"fastnn[{other}]" + (f"+{row['variant']}" if row["variant"] else "")

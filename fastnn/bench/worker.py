@@ -29,7 +29,7 @@ for error messages).  Requests are ``(operation, arguments)``; every reply
 is ``{"ok": value}`` or ``{"error": text}``.
 
     hello                                   -> how PyTorch runs: version, threads, env
-    prepare case, kernel, size, dtype, threads -> the outputs of one call
+    prepare case, kernel, size, dtype, threads[, variant] -> the outputs of one call
     warm case, seconds                      -> the last call's seconds
     sample case, repeat, prime              -> seconds per call
     release                                 -> frees the inputs
@@ -113,7 +113,7 @@ class _Server:
                 "fastnn_backends_imported": sorted(
                     name for name in sys.modules if name.startswith("fastnn._backends."))}
 
-    def prepare(self, case, kernel, size, dtype, threads):
+    def prepare(self, case, kernel, size, dtype, threads, variant=None):
         from . import cases
         entry = cases.KERNELS[kernel]
         key = (kernel, size, dtype)
@@ -125,7 +125,10 @@ class _Server:
         own = dict(self.inputs)
         for name in entry.mutable:
             own[name] = self.inputs[name].copy()
-        call, outputs = entry.torch(self.torch, own)
+        if variant is not None:
+            call, outputs = entry.torch(self.torch, own, variant=variant)
+        else:
+            call, outputs = entry.torch(self.torch, own)
         result = call()                     # the correctness run
         named = {name: value.copy() for name, value in outputs(result).items()}
         del result

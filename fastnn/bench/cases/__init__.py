@@ -41,7 +41,7 @@ from ._kernel import (  # noqa: F401  (the package's interface)
     within_tolerance,
 )
 
-FAMILIES = ("batchnorm", "cross_entropy", "linear")
+FAMILIES = ("batchnorm", "cross_entropy", "linear", "training")
 
 
 def _collect():

@@ -61,7 +61,8 @@ class Kernel:
     name: str                            # "batchnorm_forward_train"
     family: str                          # "batchnorm": selects with --kernels, names a bench file
     title: str                           # one line for the report
-    api: str                             # the backend-contract kernel it runs (fastnn._backends.KERNELS)
+    api: object                          # the backend-contract kernel it runs (fastnn._backends.KERNELS),
+                                         # or a tuple of those a composite entry (a training step) runs
     sizes: tuple                         # Size ladder, small to large
     quick: tuple                         # size names --quick runs
     inputs: Callable                     # (shape, dtype, rng) -> {name: array}
@@ -74,6 +75,14 @@ class Kernel:
     variants: tuple = ()                 # ("out",): also time fastnn writing into inputs["out"]
     bound: Callable = None               # Linear: (inputs) -> the bare BLAS products alone
     check_size: Size = None              # the size `--benchmark-disable` adds (in float64)
+    kernels_only: Callable = None        # variant "kernels": (inputs, backend) -> the same
+                                         # kernel calls without the layers around them
+    torch_variants: tuple = ()           # ("fused",): also time torch(torch, inputs, variant)
+
+    @property
+    def apis(self):
+        """Every backend-contract kernel the entry runs."""
+        return self.api if isinstance(self.api, tuple) else (self.api,)
 
     def size(self, name):
         for size in self.sizes:
@@ -87,6 +96,8 @@ class Kernel:
         return functools.partial(self.numpy, *(inputs[name] for name in names))
 
     def fastnn_call(self, inputs, backend, variant=None):
+        if variant == "kernels":
+            return self.kernels_only(inputs, backend)
         out = inputs["out"] if variant == "out" else None
         return self.fastnn(inputs, backend, out)
 
@@ -133,8 +144,10 @@ def case_inputs(kernel, size, dtype):
 
 
 def reference_outputs(kernel, inputs):
-    """The float64 NumPy-baseline outputs for ``inputs`` (which it does not change)."""
-    inp64 = {name: value.astype(np.float64) if value.dtype.kind == "f" else value
+    """The float64 NumPy-baseline outputs for ``inputs`` (which it does not change:
+    the arrays it updates in place, float or not, are copies)."""
+    inp64 = {name: value.astype(np.float64) if value.dtype.kind == "f"
+             else (value.copy() if name in kernel.mutable else value)
              for name, value in inputs.items()}
     return kernel.outputs(kernel.numpy_call(inp64)(), inp64)
 

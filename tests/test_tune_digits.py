@@ -198,3 +198,36 @@ def test_python_m_fastnn_tune_digits(tmp_path):
                            "--epochs", "1"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "random search, 2 trials" in done.stdout and "test accuracy" in done.stdout
+
+
+def test_anchors_without_optuna_skip_its_row_with_a_message(capsys, monkeypatch):
+    from fastnn.tune import measure
+    row = {"wall_s": 1.0, "to_target_s": None, "best_val": 0.9, "failed": 0, "test": 0.9}
+    monkeypatch.setattr(measure, "_fastnn_anchor", lambda *args: dict(row))
+    monkeypatch.setattr(measure, "_sklearn_anchor", lambda *args: dict(row, version="x"))
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    figures = measure.anchors(4)
+    out = capsys.readouterr().out
+    assert "Optuna RandomSampler" in out and "not measured: pip install optuna" in out
+    assert "Optuna RandomSampler" not in figures and len(figures) == 3
+
+
+def test_time_to_target_is_the_first_trial_reaching_it():
+    from fastnn.tune.measure import _time_to
+    pairs = [(0.5, 11.0), (0.98, 14.0), (None, 12.0), (0.97, 13.0)]
+    assert _time_to(pairs, 0.97, 10.0) == 3.0
+    assert _time_to(pairs, 0.99, 10.0) is None
+
+
+def test_the_anchor_distributions_draw_within_their_ranges():
+    from fastnn.tune.measure import _LogWidthPair, _OneMinusLogUniform
+    rng = np.random.RandomState(0)
+    betas = [_OneMinusLogUniform(0.8, 0.999).rvs(rng) for _ in range(2000)]
+    widths = [_LogWidthPair(16, 256).rvs(rng) for _ in range(2000)]
+    assert 0.8 <= min(betas) and max(betas) <= 0.999
+    # 1 - beta log-uniform: about 870 draws in each of [0.99, 0.999] and
+    # [0.9, 0.99]; their difference has a spread of about 31, so 200 is a
+    # false alarm with probability below 1e-9.
+    per_decade = np.histogram(np.log10(1 - np.array(betas)), [-3, -2, -1])[0]
+    assert abs(per_decade[0] - per_decade[1]) < 200
+    assert all(a == b and 16 <= a <= 256 for a, b in widths)

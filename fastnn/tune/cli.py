@@ -10,9 +10,10 @@
                                               test accuracy
     show JOURNAL [--limit N] [--plot PATH]   the table of a saved search or journal
                                               (best first), and its plot
-    measure [--overhead] [--throughput] [--trials N] [--seconds S]
-                                              the figures of ``measure.py``; run
-                                              under the exclusive lock
+    measure [--overhead] [--throughput] [--digits] [--anchors] [--trials N]
+            [--seconds S]                     the figures of ``measure.py`` (none
+                                              chosen: all four); run under the
+                                              exclusive lock
 
 ``main(argv) -> exit code`` (0, or 2 on a usage error), so that
 ``python -m fastnn tune ...`` can hand its arguments here.
@@ -33,8 +34,17 @@ def _parser():
     show.add_argument("--plot", metavar="PATH", help="also plot score against each parameter (PNG)")
     measure = commands.add_parser("measure", help="per-trial overhead and parallel throughput")
     measure.add_argument("--overhead", action="store_true", help="only the per-trial overhead")
-    measure.add_argument("--throughput", action="store_true", help="only the parallel throughput")
-    measure.add_argument("--trials", type=int, default=16, help="trials of the throughput search")
+    measure.add_argument("--throughput", action="store_true",
+                         help="parallel throughput on a synthetic MLP of --seconds a trial")
+    measure.add_argument("--digits", action="store_true",
+                         help="parallel throughput of the 'tune digits' random search")
+    measure.add_argument("--anchors", action="store_true",
+                         help="the 'tune digits' random search against Optuna and "
+                              "scikit-learn (--anchor-trials trials)")
+    measure.add_argument("--trials", type=int, default=16,
+                         help="trials of the throughput searches (default 16)")
+    measure.add_argument("--anchor-trials", type=int, default=32,
+                         help="trials of the anchor searches (default 32)")
     measure.add_argument("--seconds", type=float, default=1.0,
                          help="about how long one throughput trial takes serially")
     return parser
@@ -214,11 +224,15 @@ def main(argv=None):
             print(f"plot written to {args.plot}")
         return 0
     from . import measure
-    both = not (args.overhead or args.throughput)
-    if args.overhead or both:
+    every = not (args.overhead or args.throughput or args.digits or args.anchors)
+    if args.overhead or every:
         measure.overhead()
-    if args.throughput or both:
+    if args.throughput or every:
         measure.throughput(args.trials, args.seconds)
+    if args.digits or every:
+        measure.digits_throughput(args.trials)
+    if args.anchors or every:
+        measure.anchors(args.anchor_trials)
     return 0
 
 

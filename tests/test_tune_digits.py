@@ -12,6 +12,7 @@ No time is asserted.
 """
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -231,3 +232,28 @@ def test_the_anchor_distributions_draw_within_their_ranges():
     per_decade = np.histogram(np.log10(1 - np.array(betas)), [-3, -2, -1])[0]
     assert abs(per_decade[0] - per_decade[1]) < 200
     assert all(a == b and 16 <= a <= 256 for a, b in widths)
+
+
+def test_the_cached_split_equals_a_fresh_one_and_a_torn_cache_is_rebuilt(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("FASTNN_CACHE_DIR", str(tmp_path))
+    fresh = digits._split(digits.SPLIT_SEED)
+    digits.data.cache_clear()
+    try:
+        path = digits.cache_path()
+        assert path.startswith(str(tmp_path))
+        built = digits.data()                       # builds and writes the cache
+        digits.data.cache_clear()
+        with open(path, "r+b") as f:                # a torn file: rebuilt, not fatal
+            f.truncate(100)
+        rebuilt = digits.data()
+        digits.data.cache_clear()
+        read = digits.data()                        # from the rewritten file
+        for parts in (built, rebuilt, read):
+            for name, (x, y) in fresh.items():
+                np.testing.assert_array_equal(parts[name][0], x)
+                np.testing.assert_array_equal(parts[name][1], y)
+                assert parts[name][0].dtype == x.dtype and parts[name][1].dtype == y.dtype
+        assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(path)]
+    finally:
+        digits.data.cache_clear()

@@ -153,6 +153,16 @@ def test_journal_resume_runs_only_the_missing_trials(capsys, tmp_path, monkeypat
     assert table_and_best(again[1]) == table_and_best(out)
 
 
+def test_a_journal_of_another_search_is_refused_with_a_message(capsys, tmp_path):
+    journal = tmp_path / "j.jsonl"
+    assert run(capsys, "--trials", "2", "--journal", str(journal), *SHORT)[0] == 0
+    before = journal.read_bytes()
+    code, out, err = run(capsys, "--trials", "2", "--seed", "1", "--journal", str(journal),
+                         *SHORT)
+    assert code == 2 and err.startswith("python -m fastnn tune digits: --journal: journal:")
+    assert journal.read_bytes() == before and out == ""
+
+
 def test_without_matplotlib_plot_says_what_to_install_before_any_trial(capsys, tmp_path,
                                                                         monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)

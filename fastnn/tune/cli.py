@@ -180,8 +180,7 @@ def digits_main(args):
         except ValueError as exc:
             if not str(exc).startswith("journal:"):
                 raise
-            return _fail(f"--journal: {exc}; give another path, or the options it was "
-                         f"written with")
+            return _fail(f"--journal: {exc}")
         wall = time.perf_counter() - started
     (n_fit, n_val, n_test) = (len(parts[k][0]) for k in ("fit", "validation", "test"))
     print(f"tune digits: {_describe_method(args, result)}; executor {args.executor}, "

@@ -32,7 +32,9 @@ def _parser():
     show.add_argument("journal", help="a file written by journal= or SearchResult.save")
     show.add_argument("--limit", type=int, default=None, help="at most this many rows")
     show.add_argument("--plot", metavar="PATH", help="also plot score against each parameter (PNG)")
-    measure = commands.add_parser("measure", help="per-trial overhead and parallel throughput")
+    measure = commands.add_parser(
+        "measure", help="per-trial overhead, parallel throughput, and the digits search "
+                        "against Optuna and scikit-learn")
     measure.add_argument("--overhead", action="store_true", help="only the per-trial overhead")
     measure.add_argument("--throughput", action="store_true",
                          help="parallel throughput on a synthetic MLP of --seconds a trial")

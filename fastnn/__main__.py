@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastnn bench [options]`` and ``python -m fastnn warmup``."""
+"""Command line: ``python -m fastnn {bench,train,tune,warmup} [options]``."""
 
 import argparse
 import sys
@@ -7,9 +7,12 @@ import sys
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m fastnn {bench,warmup} [options]\n\n"
+        print("usage: python -m fastnn {bench,train,tune,warmup} [options]\n\n"
               "  bench   side-by-side timing of every kernel on every available backend,\n"
               "          NumPy and (when installed) PyTorch; 'bench --help' for options\n"
+              "  train   train an example network: 'train digits --help'\n"
+              "  tune    hyperparameter search: 'tune digits' tunes the digits MLP;\n"
+              "          'tune show JOURNAL', 'tune measure'; 'tune --help'\n"
               "  warmup  compile every JIT kernel now, so later calls pay no compilation")
         return 0
     command, rest = argv[0], argv[1:]
@@ -31,7 +34,7 @@ def main(argv=None):
         for name, seconds in fastnn.warmup(args.backend).items():
             print(f"{name}: compiled in {seconds:.1f} s")
         return 0
-    print(f"python -m fastnn: unknown command {command!r} (expected 'bench' or 'warmup')",
+    print(f"python -m fastnn: unknown command {command!r} (expected 'bench', 'train', 'tune' or 'warmup')",
           file=sys.stderr)
     return 2
 

@@ -15,7 +15,8 @@ journal), ``executors`` (the single-threaded process pool; any
 ``concurrent.futures.Executor`` works), ``worker`` (one trial, with its
 timeout and error capture), ``plot``, ``synthetic`` (objectives with known
 answers, for tests and measurements), ``measure`` and ``cli``
-(``python -m fastnn.tune``).  Tests: ``tests/test_tune_*.py``.
+(``python -m fastnn.tune``), ``digits`` (the digits MLP as an objective:
+``python -m fastnn tune digits``).  Tests: ``tests/test_tune_*.py``.
 """
 
 from .executors import process_pool

@@ -133,6 +133,8 @@ def dask_local_executor(n_workers=None, profile=False):
         with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
                                       processes=True, dashboard_address=":0") as cluster, \
                 distributed.Client(cluster) as client:
+            # As the pool's initializer: fastnn and BLAS told one thread too.
+            client.run(limit_threads)
             yield client.get_executor()
 
 

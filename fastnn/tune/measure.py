@@ -25,10 +25,10 @@ same objective function, scikit-learn's ``RandomizedSearchCV`` over
 trial first reached ``target`` validation accuracy and the best accuracy
 found.  Optuna and scikit-learn are optional: a missing one's row says so.
 
-Each prints a report and returns its figures as a dict.  Run them under
-the exclusive lock on the shared machine::
+Each prints a report and returns its figures as a dict.  Run them on a
+quiet machine (nothing else timing at once)::
 
-    flock -x /work/measure.lock python -m fastnn.tune measure [--overhead]
+    python -m fastnn.tune measure [--overhead]
         [--throughput] [--digits] [--anchors]       (none given: all four)
 """
 

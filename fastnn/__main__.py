@@ -1,4 +1,5 @@
-"""Command line: ``python -m fastnn bench [options]`` and ``python -m fastnn warmup``."""
+"""Command line: ``python -m fastnn bench [options]``, ``python -m fastnn warmup``
+and ``python -m fastnn info``."""
 
 import argparse
 import sys
@@ -7,10 +8,11 @@ import sys
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m fastnn {bench,warmup} [options]\n\n"
+        print("usage: python -m fastnn {bench,warmup,info} [options]\n\n"
               "  bench   side-by-side timing of every kernel on every available backend,\n"
               "          NumPy and (when installed) PyTorch; 'bench --help' for options\n"
-              "  warmup  compile every JIT kernel now, so later calls pay no compilation")
+              "  warmup  compile every JIT kernel now, so later calls pay no compilation\n"
+              "  info    every backend, its status or reason, and what it runs with")
         return 0
     command, rest = argv[0], argv[1:]
     if command == "bench":
@@ -22,6 +24,9 @@ def main(argv=None):
     if command == "tune":
         from fastnn.tune.cli import main as tune_main
         return tune_main(rest)
+    if command == "info":
+        from fastnn._info import main as info_main
+        return info_main()
     if command == "warmup":
         parser = argparse.ArgumentParser(prog="python -m fastnn warmup")
         parser.add_argument("--backend", action="append",
@@ -31,7 +36,7 @@ def main(argv=None):
         for name, seconds in fastnn.warmup(args.backend).items():
             print(f"{name}: compiled in {seconds:.1f} s")
         return 0
-    print(f"python -m fastnn: unknown command {command!r} (expected 'bench' or 'warmup')",
+    print(f"python -m fastnn: unknown command {command!r} (expected 'bench', 'warmup' or 'info')",
           file=sys.stderr)
     return 2
 

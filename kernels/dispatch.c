@@ -257,3 +257,7 @@ int fnn_adam_step(uintptr_t param, uintptr_t grad, uintptr_t exp_avg,
     a.weight_decay = weight_decay; a.decoupled = decoupled;
     return fnn_table[dtype & 1].adam_step(&a);
 }
+
+int fnn_exp_nonpositive(uintptr_t x, uintptr_t y, int dtype) {
+    return fnn_table[dtype & 1].exp_nonpositive(arr_data(x), arr_data(y), arr_size(x));
+}

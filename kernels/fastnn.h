@@ -61,3 +61,6 @@ int fnn_adam_step(uintptr_t param, uintptr_t grad, uintptr_t exp_avg,
                    uintptr_t exp_avg_sq, int dtype, int64_t step, double lr,
                    double beta1, double beta2, double eps, double weight_decay,
                    int decoupled);
+
+/* exp(x) elementwise for x <= 0 (1-D x, y): the kernels' exp, for its test. */
+int fnn_exp_nonpositive(uintptr_t x, uintptr_t y, int dtype);

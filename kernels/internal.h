@@ -103,6 +103,7 @@ typedef struct {
     int (*relu_mask_dbias)(const fnn_relu_mask_args *);
     int (*sgd_step)(const fnn_sgd_args *);
     int (*adam_step)(const fnn_adam_args *);
+    int (*exp_nonpositive)(const void *x, void *y, int64_t n);
 } fnn_kernels;
 
 /* The variants (variants.c); [0] float32, [1] float64. */

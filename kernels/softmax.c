@@ -75,6 +75,15 @@ static double FN(row_exp_total)(const real *restrict x, int64_t L, real m) {
     return total;
 }
 
+/* y = exp(x) elementwise for x <= 0: the exp of these kernels on its own,
+   for its accuracy test (tests/test_c_backend.py). */
+static int FN(exp_nonpositive)(const void *xv, void *yv, int64_t n) {
+    const real *restrict x = (const real *)xv;
+    real *restrict y = (real *)yv;
+    for (int64_t i = 0; i < n; i++) y[i] = FN(vexp_nonpositive)(x[i]);
+    return 0;
+}
+
 static void FN(softmax_rows)(const fnn_softmax_args *a, int64_t r0, int64_t r1) {
     const int64_t L = a->L;
     for (int64_t i = r0; i < r1; i++) {

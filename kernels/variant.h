@@ -20,6 +20,7 @@
 
 #define FNN_TABLE_ENTRY(t) { \
     batchnorm_forward_##t, batchnorm_backward_##t, softmax_##t, cross_entropy_##t, \
-    bias_relu_##t, relu_mask_dbias_##t, sgd_step_##t, adam_step_##t }
+    bias_relu_##t, relu_mask_dbias_##t, sgd_step_##t, adam_step_##t, \
+    exp_nonpositive_##t }
 
 const fnn_kernels FNN_VARIANT_TABLE[2] = { FNN_TABLE_ENTRY(f32), FNN_TABLE_ENTRY(f64) };

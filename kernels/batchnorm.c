@@ -492,8 +492,7 @@ static int FN(batchnorm_forward)(const fnn_bn_forward_args *a) {
                          && channel_bytes <= fnn_channel_cache_bytes;
         if (by_channel) {
             /* both passes of a channel back to back: the second finds it in cache */
-            #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
-            for (int64_t c = 0; c < C; c++) {
+            FNN_FOR_DYNAMIC(nt, c, C,
                 for (int64_t slot = 0; slot < p.nslots; slot++)
                     FN(bn_moments_tile)(&p, slot * C + c, x, N, C, S, shift, shift, s1, s2);
                 double t1, t2;
@@ -501,15 +500,13 @@ static int FN(batchnorm_forward)(const fnn_bn_forward_args *a) {
                 double mean = FN(bn_channel_statistics)(a, c, t1, t2, (double)shift[c]);
                 FN(bn_channel_affine)(a, c, mean, coef, stride, c);
                 for (int64_t slot = 0; slot < p.nslots; slot++)
-                    FN(bn_affine_tile)(&p, slot * C + c, x, y, N, C, S, coef, stride, stream);
-            }
+                    FN(bn_affine_tile)(&p, slot * C + c, x, y, N, C, S, coef, stride, stream););
             free(chan); free(stats); free(s1); free(s2);
             return 0;
         }
         if (cols) FN(bn_expand)(shift, shift_cols, 1, C, S);
-        #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (int64_t tile = 0; tile < p.ntiles; tile++)
-            FN(bn_moments_tile)(&p, tile, x, N, C, S, shift_cols, shift, s1, s2);
+        FNN_FOR_STATIC(nt, tile, p.ntiles,
+            FN(bn_moments_tile)(&p, tile, x, N, C, S, shift_cols, shift, s1, s2););
         for (int64_t c = 0; c < C; c++) {
             double t1, t2;
             bn_channel_totals(&p, s1, s2, C, S, c, &t1, &t2);
@@ -525,9 +522,8 @@ static int FN(batchnorm_forward)(const fnn_bn_forward_args *a) {
     }
     for (int64_t c = 0; c < C; c++) FN(bn_channel_affine)(a, c, stats[c], chan, C, c);
     if (cols) FN(bn_expand)(chan, coef, 3, C, S);
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t tile = 0; tile < p.ntiles; tile++)
-        FN(bn_affine_tile)(&p, tile, x, y, N, C, S, coef, stride, stream);
+    FNN_FOR_STATIC(nt, tile, p.ntiles,
+        FN(bn_affine_tile)(&p, tile, x, y, N, C, S, coef, stride, stream););
     free(chan); free(stats); free(s1); free(s2);
     return 0;
 }
@@ -579,8 +575,7 @@ static int FN(batchnorm_backward)(const fnn_bn_backward_args *a) {
                          && 2 * channel_bytes <= fnn_channel_cache_bytes;
         int stream = 3 * N * W * (int64_t)sizeof(real) >= fnn_stream_min_bytes;
         if (by_channel) {
-            #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
-            for (int64_t c = 0; c < C; c++) {
+            FNN_FOR_DYNAMIC(nt, c, C,
                 for (int64_t slot = 0; slot < p.nslots; slot++)
                     FN(bn_grad_sums_tile)(&p, slot * C + c, dy, x, N, C, S, mean, mean,
                                           s_dy, s_dyx);
@@ -589,31 +584,27 @@ static int FN(batchnorm_backward)(const fnn_bn_backward_args *a) {
                 FN(bn_channel_grad)(a, c, t1, t2, coef, stride, c);
                 for (int64_t slot = 0; slot < p.nslots; slot++)
                     FN(bn_grad_input_tile)(&p, slot * C + c, dy, x, dx, N, C, S, coef,
-                                           stride, stream);
-            }
+                                           stride, stream););
         } else {
-            #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-            for (int64_t tile = 0; tile < p.ntiles; tile++)
-                FN(bn_grad_sums_tile)(&p, tile, dy, x, N, C, S, mean_cols, mean, s_dy, s_dyx);
+            FNN_FOR_STATIC(nt, tile, p.ntiles,
+                FN(bn_grad_sums_tile)(&p, tile, dy, x, N, C, S, mean_cols, mean, s_dy, s_dyx););
             for (int64_t c = 0; c < C; c++) {
                 double t1, t2;
                 bn_channel_totals(&p, s_dy, s_dyx, C, S, c, &t1, &t2);
                 FN(bn_channel_grad)(a, c, t1, t2, chan, C, c);
             }
             if (cols) FN(bn_expand)(chan, coef, 5, C, S);
-            #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-            for (int64_t tile = 0; tile < p.ntiles; tile++)
-                FN(bn_grad_input_tile)(&p, tile, dy, x, dx, N, C, S, coef, stride, stream);
+            FNN_FOR_STATIC(nt, tile, p.ntiles,
+                FN(bn_grad_input_tile)(&p, tile, dy, x, dx, N, C, S, coef, stride, stream););
         }
     } else {
         for (int64_t c = 0; c < C; c++)
             chan[c] = a->has_weight
                 ? (real)((double)invstd[c] * (double)((const real *)a->weight)[c]) : invstd[c];
         if (cols) FN(bn_expand)(chan, coef, 1, C, S);
-        #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (int64_t tile = 0; tile < p.ntiles; tile++)
+        FNN_FOR_STATIC(nt, tile, p.ntiles,
             FN(bn_eval_grad_tile)(&p, tile, dy, x, dx, N, C, S, coef, a->has_weight,
-                                  mean_cols, mean, s_dy, s_dyx);
+                                  mean_cols, mean, s_dy, s_dyx););
         if (a->has_weight) {
             for (int64_t c = 0; c < C; c++) {
                 double t1, t2;

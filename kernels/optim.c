@@ -41,9 +41,8 @@ static void FN(sgd_block)(const fnn_sgd_args *a, int64_t i0, int64_t i1) {
 static int FN(sgd_step)(const fnn_sgd_args *a) {
     int64_t blocks = fnn_cdiv(a->P, OPT_BLOCK);
     int nt = fnn_optim_threads(a->P);
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t k = 0; k < blocks; k++)
-        FN(sgd_block)(a, k * OPT_BLOCK, fnn_min(a->P, (k + 1) * OPT_BLOCK));
+    FNN_FOR_STATIC(nt, k, blocks,
+        FN(sgd_block)(a, k * OPT_BLOCK, fnn_min(a->P, (k + 1) * OPT_BLOCK)););
     return 0;
 }
 
@@ -74,8 +73,7 @@ static void FN(adam_block)(const fnn_adam_args *a, int64_t i0, int64_t i1) {
 static int FN(adam_step)(const fnn_adam_args *a) {
     int64_t blocks = fnn_cdiv(a->P, OPT_BLOCK);
     int nt = fnn_optim_threads(a->P);
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t k = 0; k < blocks; k++)
-        FN(adam_block)(a, k * OPT_BLOCK, fnn_min(a->P, (k + 1) * OPT_BLOCK));
+    FNN_FOR_STATIC(nt, k, blocks,
+        FN(adam_block)(a, k * OPT_BLOCK, fnn_min(a->P, (k + 1) * OPT_BLOCK)););
     return 0;
 }

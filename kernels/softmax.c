@@ -106,9 +106,8 @@ static int FN(softmax)(const fnn_softmax_args *a) {
     int64_t rows = fnn_rows_per_block(a->L);
     int64_t blocks = fnn_cdiv(a->R, rows);
     int nt = blocks > 1 ? fnn_threads_for(a->R * a->L) : 1;
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t b = 0; b < blocks; b++)
-        FN(softmax_rows)(a, b * rows, fnn_min(a->R, (b + 1) * rows));
+    FNN_FOR_STATIC(nt, b, blocks,
+        FN(softmax_rows)(a, b * rows, fnn_min(a->R, (b + 1) * rows)););
     return 0;
 }
 
@@ -232,7 +231,9 @@ static double FN(cross_entropy)(const fnn_ce_args *a) {
        nan (0/0) but, as in PyTorch, no gradient flows */
     double grad_scalar = denominator != 0.0 ? a->grad_loss / denominator : 0.0;
     if (a->grad_rows) grad_scalar = 1.0;    /* "none": the per-row factors alone */
-    double *row_loss = (double *)malloc(sizeof(double) * (size_t)N);
+    /* small batches keep their losses on the stack: no allocation per call */
+    double small[256];
+    double *row_loss = N <= 256 ? small : (double *)malloc(sizeof(double) * (size_t)N);
     if (!row_loss) {
         fnn_failed = 1;
         return NAN;
@@ -240,12 +241,10 @@ static double FN(cross_entropy)(const fnn_ce_args *a) {
     int64_t rows = fnn_rows_per_block(C);
     int64_t blocks = fnn_cdiv(N, rows);
     int nt = blocks > 1 ? fnn_threads_for(N * C) : 1;
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t b = 0; b < blocks; b++) {
+    FNN_FOR_STATIC(nt, b, blocks,
         int64_t r0 = b * rows, r1 = fnn_min(N, r0 + rows);
         if (a->labels) FN(ce_index_rows)(a, r0, r1, weight_sum, grad_scalar, row_loss);
-        else FN(ce_prob_rows)(a, r0, r1, grad_scalar, row_loss);
-    }
+        else FN(ce_prob_rows)(a, r0, r1, grad_scalar, row_loss););
     double total = 0.0;
     if (a->reduction == FNN_NONE) {
         if (a->losses) {
@@ -256,6 +255,6 @@ static double FN(cross_entropy)(const fnn_ce_args *a) {
         for (int64_t i = 0; i < N; i++) total += row_loss[i];
         if (a->reduction == FNN_MEAN) total /= denominator;
     }
-    free(row_loss);
+    if (row_loss != small) free(row_loss);
     return total;
 }

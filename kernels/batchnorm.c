@@ -267,12 +267,14 @@ static void FN(bn_grad_sums_plane)(const real *dy, const real *x, int64_t W, int
 }
 
 /* y[0:w] = (x - center) * scale + offset.  Coefficients per element
-   (cs = 1: arrays indexed like x) or one for all (cs = 0: entry 0).  With
-   `stream`, the aligned middle goes out through streaming stores. */
+   (cs = 1: arrays indexed like x) or one for all (cs = 0: entry 0); the
+   inline bodies are instantiated for each cs, so the index never carries a
+   run-time multiply.  With `stream`, the aligned middle goes out through
+   streaming stores. */
 #define BN_AFFINE(i) ((x[i] - center[(i) * cs]) * scale[(i) * cs] + offset[(i) * cs])
-static void FN(bn_affine_span)(const real *restrict x, real *restrict y, int64_t w,
-                               const real *center, const real *scale, const real *offset,
-                               int cs, int stream) {
+static inline __attribute__((always_inline)) void FN(bn_affine_body)(
+        const real *restrict x, real *restrict y, int64_t w, const real *center,
+        const real *scale, const real *offset, const int cs, int stream) {
     int64_t i = 0;
     if (stream && FNN_STREAM_BYTES) {
         int64_t head = FN(stream_head)(y, w);
@@ -283,22 +285,24 @@ static void FN(bn_affine_span)(const real *restrict x, real *restrict y, int64_t
             FN(stream_vector)(y + i, block);
         }
     }
-    if (cs) {
-        for (; i < w; i++) y[i] = (x[i] - center[i]) * scale[i] + offset[i];
-    } else {
-        real c0 = center[0], s0 = scale[0], o0 = offset[0];
-        for (; i < w; i++) y[i] = (x[i] - c0) * s0 + o0;
-    }
+    for (; i < w; i++) y[i] = BN_AFFINE(i);
 }
 #undef BN_AFFINE
+
+static void FN(bn_affine_span)(const real *restrict x, real *restrict y, int64_t w,
+                               const real *center, const real *scale, const real *offset,
+                               int cs, int stream) {
+    if (cs) FN(bn_affine_body)(x, y, w, center, scale, offset, 1, stream);
+    else FN(bn_affine_body)(x, y, w, center, scale, offset, 0, stream);
+}
 
 /* dx[0:w] = (dy - dyc) * k1 + (x - xc) * k2 + comp; coefficients as above. */
 #define BN_GRAD(i) ((dy[i] - dyc[(i) * cs]) * k1[(i) * cs] \
                     + (x[i] - xc[(i) * cs]) * k2[(i) * cs] + comp[(i) * cs])
-static void FN(bn_grad_input_span)(const real *restrict dy, const real *restrict x,
-                                   real *restrict dx, int64_t w, const real *dyc,
-                                   const real *k1, const real *xc, const real *k2,
-                                   const real *comp, int cs, int stream) {
+static inline __attribute__((always_inline)) void FN(bn_grad_input_body)(
+        const real *restrict dy, const real *restrict x, real *restrict dx, int64_t w,
+        const real *dyc, const real *k1, const real *xc, const real *k2, const real *comp,
+        const int cs, int stream) {
     int64_t i = 0;
     if (stream && FNN_STREAM_BYTES) {
         int64_t head = FN(stream_head)(dx, w);
@@ -309,15 +313,17 @@ static void FN(bn_grad_input_span)(const real *restrict dy, const real *restrict
             FN(stream_vector)(dx + i, block);
         }
     }
-    if (cs) {
-        for (; i < w; i++)
-            dx[i] = (dy[i] - dyc[i]) * k1[i] + (x[i] - xc[i]) * k2[i] + comp[i];
-    } else {
-        real a = dyc[0], b = k1[0], c = xc[0], d = k2[0], e = comp[0];
-        for (; i < w; i++) dx[i] = (dy[i] - a) * b + (x[i] - c) * d + e;
-    }
+    for (; i < w; i++) dx[i] = BN_GRAD(i);
 }
 #undef BN_GRAD
+
+static void FN(bn_grad_input_span)(const real *restrict dy, const real *restrict x,
+                                   real *restrict dx, int64_t w, const real *dyc,
+                                   const real *k1, const real *xc, const real *k2,
+                                   const real *comp, int cs, int stream) {
+    if (cs) FN(bn_grad_input_body)(dy, x, dx, w, dyc, k1, xc, k2, comp, 1, stream);
+    else FN(bn_grad_input_body)(dy, x, dx, w, dyc, k1, xc, k2, comp, 0, stream);
+}
 
 static void FN(bn_scaled_span)(const real *restrict dy, real *restrict dx, int64_t w,
                                const real *k1, int cs) {

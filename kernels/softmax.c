@@ -31,10 +31,21 @@ static int64_t fnn_rows_per_block(int64_t C) {
 }
 #endif
 
+/* max of the row: FNN_MAX_LANES independent running maxima (one vector
+   compare-and-select each step, which vectorizes without assuming away NaN:
+   a NaN in the row makes the row's results NaN through exp(x - m) anyway). */
+#ifndef FNN_MAX_LANES
+#define FNN_MAX_LANES 32
+#endif
 static real FN(row_max)(const real *restrict x, int64_t L) {
+    real lane[FNN_MAX_LANES];
+    for (int l = 0; l < FNN_MAX_LANES; l++) lane[l] = x[0];
+    int64_t j = 0;
+    for (; j + FNN_MAX_LANES <= L; j += FNN_MAX_LANES)
+        for (int l = 0; l < FNN_MAX_LANES; l++) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
     real m = x[0];
-    #pragma omp simd reduction(max:m)
-    for (int64_t j = 0; j < L; j++) m = x[j] > m ? x[j] : m;
+    for (; j < L; j++) m = x[j] > m ? x[j] : m;
+    for (int l = 0; l < FNN_MAX_LANES; l++) m = lane[l] > m ? lane[l] : m;
     return m;
 }
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastnn {bench,train,tune,warmup} [options]``."""
+"""Command line: ``python -m fastnn {bench,train,tune,warmup,info} [options]``."""
 
 import argparse
 import sys
@@ -7,13 +7,14 @@ import sys
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m fastnn {bench,train,tune,warmup} [options]\n\n"
+        print("usage: python -m fastnn {bench,train,tune,warmup,info} [options]\n\n"
               "  bench   side-by-side timing of every kernel on every available backend,\n"
               "          NumPy and (when installed) PyTorch; 'bench --help' for options\n"
               "  train   train an example network: 'train digits --help'\n"
               "  tune    hyperparameter search: 'tune digits' tunes the digits MLP;\n"
               "          'tune show JOURNAL', 'tune measure'; 'tune --help'\n"
-              "  warmup  compile every JIT kernel now, so later calls pay no compilation")
+              "  warmup  compile every JIT kernel now, so later calls pay no compilation\n"
+              "  info    every backend, its status or reason, and what it runs with")
         return 0
     command, rest = argv[0], argv[1:]
     if command == "bench":
@@ -25,6 +26,9 @@ def main(argv=None):
     if command == "tune":
         from fastnn.tune.cli import main as tune_main
         return tune_main(rest)
+    if command == "info":
+        from fastnn._info import main as info_main
+        return info_main()
     if command == "warmup":
         parser = argparse.ArgumentParser(prog="python -m fastnn warmup")
         parser.add_argument("--backend", action="append",
@@ -34,7 +38,8 @@ def main(argv=None):
         for name, seconds in fastnn.warmup(args.backend).items():
             print(f"{name}: compiled in {seconds:.1f} s")
         return 0
-    print(f"python -m fastnn: unknown command {command!r} (expected 'bench', 'train', 'tune' or 'warmup')",
+    print(f"python -m fastnn: unknown command {command!r} "
+          f"(expected 'bench', 'train', 'tune', 'warmup' or 'info')",
           file=sys.stderr)
     return 2
 

@@ -17,8 +17,8 @@ The choice of backend, most specific first: the ``backend=`` argument of a
 call; the innermost ``use_backend`` block (a ContextVar, so threads and async
 tasks each have their own); ``set_backend``; the ``FASTNN_BACKEND``
 environment variable; ``"auto"``.  ``"auto"`` picks, per kernel, the first
-backend in ``FASTEST`` (ordered by the benchmark figures in
-docs/PERFORMANCE.md) that has that kernel.  An explicit choice of a backend
+backend in ``FASTEST`` (ordered by measured figures, see its comment)
+that has that kernel.  An explicit choice of a backend
 that cannot be imported, or that lacks the kernel called, is an error naming
 the backend and the kernel, never a silent fallback.
 """
@@ -37,8 +37,22 @@ BUILTIN = {
 }
 ENTRY_POINT_GROUP = "fastnn.backends"
 
-# Per kernel, the backends "auto" tries in order.
-FASTEST = {kernel: ("numba", "c", "numpy") for kernel in KERNELS}
+# Per kernel, the backends "auto" tries in order.  The rule: c first where
+# its rows in one ``python -m fastnn bench --backends numba,c`` run were
+# faster than numba's on their geometric mean (the figures and the run are
+# in kernels/README.md, "Performance"): batch norm forward 1.21x, backward
+# 1.10x, the cross-entropy kernels 1.01-1.68x, and softmax/log-softmax,
+# which run the same row code.  numba first where it led or the rows were at
+# parity (the Linear kernels: the same BLAS products, and numba's one-call
+# path for tiny layers) and where no row measured the two (the optimizer
+# steps).  An unavailable backend is skipped, so without a C compiler
+# "auto" is numba everywhere.
+_C_FIRST = frozenset({
+    "batchnorm_forward", "batchnorm_backward", "softmax", "log_softmax",
+    "softmax_cross_entropy", "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_with_grad"})
+FASTEST = {kernel: ("c", "numba", "numpy") if kernel in _C_FIRST else ("numba", "c", "numpy")
+           for kernel in KERNELS}
 
 _modules = {}       # name -> module path, filled on first use
 _loaded = {}        # name -> module, or the reason it is unavailable (str)

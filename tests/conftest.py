@@ -1,7 +1,7 @@
 """Fixtures of the conformance suite: every available backend, both float dtypes.
 
 ``backend`` is parametrized over every backend ``fastnn.backends()`` reports
-available at collection time, so a newly registered backend runs every test
+available at collection time (or those of FASTNN_TEST_BACKENDS, support.py), so a newly registered backend runs every test
 here with no change to the suite.  Whether a backend that must exist does
 exist is a test of its own (``test_backends.py``), not a skip.
 
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 import fastnn
 
 from . import oracle
-from .support import AVAILABLE_BACKENDS, FLOAT_DTYPES
+from .support import FLOAT_DTYPES, TESTED_BACKENDS
 
 # deadline=None: a first call may JIT-compile a kernel signature (about a second).
 settings.register_profile("fastnn", max_examples=25, deadline=None,
@@ -39,12 +39,12 @@ with warnings.catch_warnings():
         pass
 
 
-@pytest.fixture(scope="module", params=AVAILABLE_BACKENDS)
+@pytest.fixture(scope="module", params=TESTED_BACKENDS)
 def backend(request):
     return request.param
 
 
-@pytest.fixture(scope="module", params=AVAILABLE_BACKENDS + ["oracle"])
+@pytest.fixture(scope="module", params=TESTED_BACKENDS + ["oracle"])
 def impl(request):
     """A function getter: the public function on one backend, or the oracle's."""
     name = request.param

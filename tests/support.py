@@ -6,6 +6,7 @@ its size, so a reader sees in one place how strict the suite is.
 """
 
 import contextlib
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -17,6 +18,12 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 BACKEND_STATUS = fastnn.backends()
 AVAILABLE_BACKENDS = [name for name, status in BACKEND_STATUS.items() if status == "available"]
+# The backends the parametrized conformance tests run on: every available
+# one, or those named in FASTNN_TEST_BACKENDS (comma list; the sanitizer run
+# of .ci/run tests only "c").
+_ONLY = {name.strip() for name in os.environ.get("FASTNN_TEST_BACKENDS", "").split(",")
+         if name.strip()}
+TESTED_BACKENDS = [name for name in AVAILABLE_BACKENDS if not _ONLY or name in _ONLY]
 
 
 # ---------------------------------------------------------------- tolerances

@@ -456,9 +456,9 @@ def test_user_environment_drops_what_fastnn_and_the_bench_added(monkeypatch):
     monkeypatch.setattr(environment, "_snapshot", {
         "PATH": "/bin", "OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "PASSIVE",
         environment.ADDED_MARK: "OPENBLAS_THREAD_TIMEOUT", environment.CHILD_MARK: "1"})
-    monkeypatch.setattr(environment, "_jit_before_snapshot", True)
+    monkeypatch.setattr(environment, "_policy_before_snapshot", True)
     assert environment.user_environment() == {"PATH": "/bin"}
-    monkeypatch.setattr(environment, "_jit_before_snapshot", False)     # PASSIVE is the user's
+    monkeypatch.setattr(environment, "_policy_before_snapshot", False)     # PASSIVE is the user's
     assert environment.user_environment() == {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE"}
 
 

@@ -238,6 +238,28 @@ def set_num_threads(n):
     threadpool_limits(n, user_api="blas")
 
 
+WAIT_POLICY = "PASSIVE"
+_wait_policy_requested = False
+
+
+def request_sleeping_threads():
+    """Ask the OpenMP runtimes started after this call to let idle threads sleep.
+
+    A threaded backend calls it before its OpenMP runtime loads (Numba's
+    pool, the C kernels' libgomp): a pool that spins after each parallel
+    kernel takes a core from the BLAS product that often follows
+    (docs/PERFORMANCE.md, "Linear").  A policy the user chose is kept.
+    """
+    global _wait_policy_requested
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    _wait_policy_requested = True
+
+
+def sleeping_threads_requested():
+    """Whether a backend has asked for ``OMP_WAIT_POLICY=PASSIVE`` in this process."""
+    return _wait_policy_requested
+
+
 def get_num_threads():
     if _num_threads is not None:
         return _num_threads

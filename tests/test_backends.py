@@ -166,6 +166,31 @@ def test_fast_backend_runs_without_the_reference(name):
     assert int(run.stdout.split()[-1]) > 100
 
 
+SLEEPING_THREADS = """
+import importlib, os, sys
+from fastnn import _registry
+importlib.import_module("fastnn._backends." + sys.argv[1])
+print(_registry.sleeping_threads_requested(), os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+@pytest.mark.parametrize("user_policy", [None, "ACTIVE"])
+def test_threaded_backend_asks_for_sleeping_threads_unless_the_user_chose(name, user_policy):
+    """Importing a threaded backend records its OMP_WAIT_POLICY request (the
+    bench reads the record to tell fastnn's policy from the user's) and sets
+    PASSIVE only where the user set nothing."""
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_policy:
+        environment["OMP_WAIT_POLICY"] = user_policy
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(REPOSITORY)] + ([environment["PYTHONPATH"]] if "PYTHONPATH" in environment else []))
+    run = subprocess.run([sys.executable, "-c", SLEEPING_THREADS, name], capture_output=True,
+                         text=True, env=environment, cwd=REPOSITORY, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["True", user_policy or "PASSIVE"]
+
+
 @pytest.mark.parametrize("shape", [(8, 8, 64, 64), (64, 8, 48, 48)], ids=str)
 def test_numba_batchnorm_channel_at_a_time_same_bits(shape, dtype, monkeypatch):
     """Training batch norm run channel at a time gives the bits of pass by pass."""

@@ -1,7 +1,7 @@
 """PyTorch's own process: the peer measured under its own defaults.
 
-fastnn's process is not a neutral place for a peer library.  fastnn's numba
-backend sets ``OMP_WAIT_POLICY=PASSIVE`` for its OpenMP pool, and an
+fastnn's process is not a neutral place for a peer library.  fastnn's threaded
+backends set ``OMP_WAIT_POLICY=PASSIVE`` for their OpenMP threads, and an
 OpenMP runtime reads the variable once, when it loads: PyTorch's, loaded
 into the same process, would run under fastnn's policy instead of its
 default, its threads sleeping after every parallel region and woken again

@@ -25,12 +25,14 @@ with ``out=``); C runs the bias, ReLU and bias-gradient passes around them.
 import os
 from pathlib import Path
 
+import numpy as np
+
+from ... import _machine, _registry
+
 # Idle OpenMP threads sleep instead of spinning (a BLAS product right after
 # a kernel would lose a core to them), unless the user chose a policy; read
 # when the OpenMP runtime starts, so before the extension loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
+_registry.request_sleeping_threads()
 
 _HERE = Path(__file__).resolve().parent
 
@@ -43,8 +45,6 @@ except ImportError as exc:
     raise ImportError(f"{why}; fix: install a C compiler (gcc or clang) and reinstall "
                       "fastnn (pip install . or pip install -e .); FASTNN_REQUIRE_C=1 makes "
                       "a failed build an error that shows the compiler's output") from exc
-
-from ... import _machine, _registry  # noqa: E402
 
 ISAS = ("avx512", "avx2", "baseline")
 

@@ -32,14 +32,15 @@ Idle threads must sleep, not spin.  Numba's OpenMP pool spins after each
 parallel kernel by default, and a BLAS product started meanwhile (the next
 Linear layer) loses a core to it (docs/PERFORMANCE.md, "Linear").
 ``OMP_WAIT_POLICY=PASSIVE`` removes that, at about 4 us more per small
-parallel call; it is set here, before the pool starts, unless the user has
-chosen a policy.
+parallel call; it is requested here (``_registry.request_sleeping_threads``),
+before the pool starts, unless the user has chosen a policy.
 """
 
-import os
 import types
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from ... import _registry
+
+_registry.request_sleeping_threads()
 
 import numba  # noqa: E402  (after the wait policy, which the pool reads at start)
 

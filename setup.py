@@ -9,6 +9,7 @@ makes a failed build fatal; ``FASTNN_NO_C=1`` skips it.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -37,6 +38,21 @@ class OptionalBuildExt(build_ext):
             self._failed(exc)
         if self._failure is None:
             self._record(None)
+            if not self.inplace:
+                self._copy_to_checkout()
+
+    def _copy_to_checkout(self):
+        """Put the built extension beside its sources too, as an editable install does.
+
+        ``python -m fastnn`` run in the checkout that was installed (the
+        README's first command) imports the package from the checkout, not
+        from site-packages; without this copy its C backend would be missing.
+        """
+        for ext in self.extensions:
+            built = Path(self.get_ext_fullpath(ext.name))
+            target = Path(self.get_ext_filename(ext.name))
+            if built.is_file() and target.parent.is_dir():
+                shutil.copy2(built, target)
 
     def build_extension(self, ext):
         try:
